@@ -1,0 +1,3 @@
+"""lakeforge: a batch ML engine on Apache Spark and Delta Lake."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from lakeforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""`lakeforge STEP --dataset FILE`: the command line, and the one place that
+turns errors into a one-line message and an exit code (see errors.py).
+
+`jobs/STEP.py` calls `run_job` with the same arguments under spark-submit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import SparkSession
+
+from lakeforge import __version__
+from lakeforge.config import JobConfig, load_job_config
+from lakeforge.errors import LakeforgeError
+from lakeforge.logs import configure
+from lakeforge.spark import build_session
+
+log = logging.getLogger("lakeforge")
+
+StepFn = Callable[[SparkSession, JobConfig, argparse.Namespace], None]
+
+
+def _ingest(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import ingest
+
+    ingest.run(spark, cfg, input_path=args.input, batch_id=args.batch_id)
+
+
+def _pipeline(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import pipeline
+
+    pipeline.run(spark, cfg, input_path=args.input, batch_id=args.batch_id)
+
+
+STEPS: dict[str, tuple[StepFn, str]] = {
+    "ingest": (
+        _ingest,
+        "Read the new raw files of the dataset's source (or --input) into the bronze "
+        "Delta table; rows that cannot be parsed go to bronze_quarantine with a reason. "
+        "Files already ingested are skipped, so a re-run adds nothing.",
+    ),
+    "pipeline": (
+        _pipeline,
+        "Run every step in order on the dataset (today: ingest).",
+    ),
+}
+
+EPILOG = """exit codes: 0 done; 2 bad config or arguments (or input path not found);
+3 input does not match the schema or cannot be read; 4 a data-quality rule of
+severity fail fired; 5 drift past the threshold; 1 anything else.
+
+environment: LAKEFORGE_LAKEHOUSE (table root, default ./lakehouse),
+MLFLOW_TRACKING_URI (default sqlite:///mlruns.db), LAKEFORGE_CONF_DIR,
+LAKEFORGE_JARS_DIR."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lakeforge",
+        description="Batch ML on Spark and Delta Lake: raw files to bronze, silver, "
+        "model, predictions.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lakeforge {__version__}")
+    steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    for name, (_, help_text) in STEPS.items():
+        sub = steps.add_parser(
+            name,
+            help=help_text.split(". ")[0],
+            description=help_text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_job_arguments(sub)
+    return parser
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        metavar="FILE",
+        help="dataset config, e.g. conf/datasets/flights.yaml",
+    )
+    parser.add_argument(
+        "--env",
+        default="local",
+        metavar="ENV",
+        help="environment overlay conf/env/ENV.yaml (default: local)",
+    )
+    parser.add_argument(
+        "--batch-id",
+        metavar="ID",
+        help="id recorded on every row of this batch (default: UTC time of planning)",
+    )
+    parser.add_argument(
+        "--input",
+        metavar="PATH",
+        help="file, folder or glob to ingest instead of the dataset's source.path",
+    )
+
+
+def run_job(step: str, argv: Sequence[str]) -> int:
+    """Parse `argv` for `step`, run it, and return the process exit code."""
+    parser = argparse.ArgumentParser(prog=f"jobs/{step}.py", description=STEPS[step][1])
+    add_job_arguments(parser)
+    return _run(step, parser.parse_args(list(argv)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return _run(args.step, args)
+
+
+def _run(step: str, args: argparse.Namespace) -> int:
+    configure()
+    try:
+        cfg = load_job_config(args.dataset, args.env)  # before Spark: bad config fails fast
+        configure(cfg.settings.log_level)
+        spark = build_session(cfg.settings, app_name=f"lakeforge-{step}-{cfg.dataset.name}")
+        STEPS[step][0](spark, cfg, args)
+    except LakeforgeError as exc:
+        sys.stderr.write(f"lakeforge {step}: error: {exc}\n")
+        return exc.exit_code
+    return 0

@@ -1,0 +1,147 @@
+"""Typed config: what a YAML file may say, checked before Spark starts.
+
+Every model forbids unknown keys, so a typo fails at load time with its key
+path. Defaults live here and nowhere else: with no config file at all, Spark
+runs `local[*]`, tables live under `./lakehouse` and MLflow tracks to
+`sqlite:///mlruns.db` (the embedded default of the design).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Column types a dataset schema may name; `decimal(p,s)` is checked by regex.
+SIMPLE_TYPES = (
+    "string",
+    "int",
+    "long",
+    "short",
+    "byte",
+    "double",
+    "float",
+    "boolean",
+    "date",
+    "timestamp",
+)
+_DECIMAL = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Lineage and quarantine columns lakeforge adds; a source column may not use them.
+RESERVED_COLUMNS = ("_batch_id", "_source_file", "_ingested_at", "_raw", "_reason")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkSettings(Model):
+    master: str = "local[*]"
+    app_name: str = "lakeforge"
+    # Extra Spark settings (`spark.sql.shuffle.partitions: 8`); a session started
+    # by spark-submit keeps what spark-submit set.
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+
+
+class MlflowSettings(Model):
+    tracking_uri: str = "sqlite:///mlruns.db"
+
+
+class Settings(Model):
+    """Where things run and live: conf/base.yaml plus an environment overlay."""
+
+    lakehouse: str = "./lakehouse"
+    log_level: Literal["ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+
+
+class Column(Model):
+    name: str
+    type: str
+    # Pattern for date/timestamp columns parsed from text (Spark datetime pattern).
+    format: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not _COLUMN_NAME.match(value):
+            raise ValueError(f"column name {value!r} must be a letter or _ then letters, digits, _")
+        if value in RESERVED_COLUMNS:
+            raise ValueError(f"column name {value!r} is reserved for lakeforge lineage")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in SIMPLE_TYPES:
+            return value
+        match = _DECIMAL.match(value)
+        if match and int(match.group(2)) <= int(match.group(1)) <= 38:
+            return value
+        raise ValueError(
+            f"unknown type {value!r}; use one of {', '.join(SIMPLE_TYPES)} or decimal(p,s)"
+        )
+
+    @model_validator(mode="after")
+    def _format_only_for_dates(self) -> Column:
+        if self.format is not None and self.type not in ("date", "timestamp"):
+            raise ValueError(f"format is only for date/timestamp columns, not {self.type}")
+        return self
+
+
+class CsvOptions(Model):
+    header: bool = True
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = '"'
+    # Text values read as null. Spark takes one marker; lakeforge applies the
+    # rest itself, so "NA", "" and "-" can all mean missing.
+    null_values: list[str] = Field(default_factory=lambda: [""])
+    encoding: str = "UTF-8"
+
+    @field_validator("delimiter", "quote", "escape")
+    @classmethod
+    def _single_character(cls, value: str) -> str:
+        if len(value) != 1 and value != "\\t":
+            raise ValueError(f"must be one character, got {value!r}")
+        return "\t" if value == "\\t" else value
+
+
+class Source(Model):
+    format: Literal["csv", "json", "parquet"]
+    # A file, a folder or a glob; `pkg://PACKAGE/path` names a file shipped in
+    # an installed Python package (the demo data). `--input` overrides it.
+    path: str
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    columns: Annotated[list[Column], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_columns(self) -> Source:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        return self
+
+
+class DatasetConfig(Model):
+    """One dataset: where its raw files are and what they hold."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    description: str = ""
+    source: Source
+    # The columns that identify a row (used to deduplicate and MERGE downstream).
+    keys: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> DatasetConfig:
+        names = {c.name for c in self.source.columns}
+        unknown = [k for k in self.keys if k not in names]
+        if unknown:
+            raise ValueError(f"keys name unknown columns: {', '.join(unknown)}")
+        return self

@@ -1,0 +1,51 @@
+"""The error types lakeforge raises for bad input, config and state.
+
+Each carries a message meant for a person (what went wrong and where) and the
+process exit code of the "Interface" contract. `lakeforge.cli` is the one place
+that turns them into a one-line message and an exit code; any other exception
+is a bug and keeps its stack trace.
+"""
+
+from __future__ import annotations
+
+
+class LakeforgeError(Exception):
+    """Base of every expected failure; `exit_code` is what the process returns."""
+
+    exit_code = 1
+
+
+class ConfigError(LakeforgeError):
+    """Bad config file, key, value or command-line argument (exit 2)."""
+
+    exit_code = 2
+
+
+class InputNotFound(LakeforgeError):
+    """The input path or glob names no file, or a folder holds none (exit 2)."""
+
+    exit_code = 2
+
+
+class SchemaMismatch(LakeforgeError):
+    """An input file's columns or types do not match the declared schema (exit 3)."""
+
+    exit_code = 3
+
+
+class UnreadableInput(LakeforgeError):
+    """An input file cannot be decoded: bad compression, truncated archive (exit 3)."""
+
+    exit_code = 3
+
+
+class SetupError(LakeforgeError):
+    """The environment is incomplete (Delta jars missing, Maven absent); exit 1."""
+
+    exit_code = 1
+
+
+class ReconciliationError(LakeforgeError):
+    """Row counts do not add up: a row would be lost or doubled (exit 1)."""
+
+    exit_code = 1

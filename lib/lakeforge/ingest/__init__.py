@@ -1,0 +1,1 @@
+"""Raw files → typed rows with lineage, and the rows that cannot be parsed."""

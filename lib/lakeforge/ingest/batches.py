@@ -1,0 +1,119 @@
+"""Which files a run ingests, as one numbered batch, and how a crashed batch resumes.
+
+The ingest log is an append-only Delta table: a batch is `planned` (its files
+listed) before bronze is written and `done` (with counts) after. A file whose
+(path, size, checksum) is in a done batch is never read again. A batch left
+planned by a crash is resumed with exactly the same files and sequence
+number; since bronze appends carry that number as Delta's transaction
+version, whatever the crashed run had committed is not written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pyspark.sql import types as T
+
+from lakeforge.errors import InputNotFound
+from lakeforge.ingest.files import InputFile
+
+PLANNED, DONE, FAILED = "planned", "done", "failed"
+
+LOG_SCHEMA = T.StructType(
+    [
+        T.StructField("batch_seq", T.LongType(), False),
+        T.StructField("batch_id", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("file", T.StringType(), False),
+        T.StructField("size", T.LongType(), False),
+        T.StructField("checksum", T.StringType(), False),
+        T.StructField("bronze_rows", T.LongType(), True),
+        T.StructField("quarantined_rows", T.LongType(), True),
+        T.StructField("recorded_at", T.TimestampType(), False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    seq: int
+    batch_id: str
+    files: tuple[InputFile, ...]
+    resumed: bool = False
+
+
+def _identity(path: str, size: int, checksum: str) -> tuple[str, int, str]:
+    return (path, int(size), checksum)
+
+
+def plan_batch(
+    log_rows: Iterable[Mapping[str, object]],
+    found: Sequence[InputFile],
+    batch_id: str | None,
+    now: datetime,
+) -> Batch | None:
+    """The batch this run should ingest, or None when every found file is done.
+
+    A pending (planned, never finished) batch comes first and keeps its id and
+    files. Otherwise the new files form batch max(seq)+1, with `batch_id` or,
+    without one, the UTC time of planning. Raises InputNotFound when a pending
+    batch's file has vanished or changed.
+    """
+    rows = list(log_rows)
+    finished = {int(r["batch_seq"]) for r in rows if r["status"] in (DONE, FAILED)}  # type: ignore[call-overload]
+    pending = sorted(
+        {int(r["batch_seq"]) for r in rows if r["status"] == PLANNED} - finished  # type: ignore[call-overload]
+    )
+    by_identity = {_identity(f.path, f.size, f.checksum): f for f in found}
+    if pending:
+        seq = pending[0]
+        planned = [r for r in rows if r["status"] == PLANNED and r["batch_seq"] == seq]
+        files = []
+        for r in planned:
+            key = _identity(str(r["file"]), int(r["size"]), str(r["checksum"]))  # type: ignore[call-overload]
+            if key not in by_identity:
+                raise InputNotFound(
+                    f"batch {r['batch_id']} (#{seq}) did not finish and its file {r['file']} "
+                    "is gone or changed; restore it so the batch can complete"
+                )
+            files.append(by_identity[key])
+        return Batch(seq, str(planned[0]["batch_id"]), tuple(files), resumed=True)
+    done = {
+        _identity(str(r["file"]), int(r["size"]), str(r["checksum"]))  # type: ignore[call-overload]
+        for r in rows
+        if r["status"] == DONE
+    }
+    new = [f for f in found if _identity(f.path, f.size, f.checksum) not in done]
+    if not new:
+        return None
+    seq = max((int(r["batch_seq"]) for r in rows), default=0) + 1  # type: ignore[call-overload]
+    return Batch(seq, batch_id or now.strftime("%Y%m%dT%H%M%SZ"), tuple(new))
+
+
+def log_rows_for(
+    batch: Batch,
+    status: str,
+    now: datetime,
+    counts: Mapping[str, tuple[int, int]] | None = None,
+) -> list[tuple[object, ...]]:
+    """Rows of LOG_SCHEMA recording `batch` in `status`; counts per file when done."""
+    counts = counts or {}
+    out: list[tuple[object, ...]] = []
+    for f in batch.files:
+        bronze, quarantined = counts.get(f.path, (0, 0)) if status == DONE else (None, None)
+        out.append(
+            (
+                batch.seq,
+                batch.batch_id,
+                status,
+                f.path,
+                f.size,
+                f.checksum,
+                bronze,
+                quarantined,
+                now,
+            )
+        )
+    return out

@@ -1,0 +1,206 @@
+"""Reading raw files with the declared schema, and telling good rows from bad.
+
+Text formats (CSV, JSON lines) are read with every column as a string plus a
+corrupt-record column, then cast column by column with `try_*` casts. A row is
+bad when the reader could not split it (wrong field count, broken JSON) or a
+non-null value does not cast to its declared type; its `_reason` says which
+column and value, and `_raw` keeps the original text. This gives one reason
+per row instead of Spark's bare "malformed", and lets several null markers
+("NA", "-") mean missing. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeforge.config.models import Column, Source
+from lakeforge.errors import SchemaMismatch
+from lakeforge.ingest.files import InputFile
+
+RAW = "_raw"
+REASON = "_reason"
+SOURCE_FILE = "_source_file"
+
+_SIMPLE: dict[str, T.DataType] = {
+    "string": T.StringType(),
+    "int": T.IntegerType(),
+    "long": T.LongType(),
+    "short": T.ShortType(),
+    "byte": T.ByteType(),
+    "double": T.DoubleType(),
+    "float": T.FloatType(),
+    "boolean": T.BooleanType(),
+    "date": T.DateType(),
+    "timestamp": T.TimestampType(),
+}
+# Parquet types accepted for a declared type (lossless widening only).
+_WIDENS: dict[str, tuple[str, ...]] = {
+    "long": ("int", "short", "byte"),
+    "int": ("short", "byte"),
+    "short": ("byte",),
+    "double": ("float", "int", "short", "byte"),
+}
+
+
+def spark_type(name: str) -> T.DataType:
+    """The Spark type for a config type name (`int`, `decimal(10,2)`, …)."""
+    if name in _SIMPLE:
+        return _SIMPLE[name]
+    precision, scale = name[len("decimal(") : -1].split(",")
+    return T.DecimalType(int(precision), int(scale))
+
+
+def target_schema(columns: Sequence[Column]) -> T.StructType:
+    return T.StructType([T.StructField(c.name, spark_type(c.type), True) for c in columns])
+
+
+def _text_schema(columns: Sequence[Column]) -> T.StructType:
+    fields = [T.StructField(c.name, T.StringType(), True) for c in columns]
+    return T.StructType([*fields, T.StructField(RAW, T.StringType(), True)])
+
+
+def _source_file_column(files: Sequence[InputFile]) -> SparkColumn:
+    """Map the path Spark read back to the file's identity (zip members included)."""
+    pairs: list[SparkColumn] = []
+    for f in files:
+        for key in {
+            f.readable,
+            quote(f.readable, safe="/:"),
+            f.readable.replace("file:/", "file:///", 1),
+        }:
+            pairs += [F.lit(key), F.lit(f.path)]
+    mapping = F.create_map(*pairs)
+    actual = F.col("_metadata.file_path")
+    return F.coalesce(mapping[actual], actual)
+
+
+def read_text_rows(spark: SparkSession, source: Source, files: Sequence[InputFile]) -> DataFrame:
+    """Every row of CSV/JSON files as strings, with `_raw` set when the reader failed."""
+    readables = [f.readable for f in files]
+    reader = (
+        spark.read.schema(_text_schema(source.columns))
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", RAW)
+    )
+    if source.format == "csv":
+        opts = source.csv
+        df = (
+            reader.option("header", opts.header)
+            # compare the header with the schema instead of trusting positions
+            .option("enforceSchema", not opts.header)
+            .option("sep", opts.delimiter)
+            .option("quote", opts.quote)
+            .option("escape", opts.escape)
+            .option("encoding", opts.encoding)
+            .csv(readables)
+        )
+    else:
+        df = reader.json(readables)
+    return df.withColumn(SOURCE_FILE, _source_file_column(files))
+
+
+def _cast(column: Column) -> SparkColumn:
+    value = F.col(column.name)
+    if column.type == "string":
+        return value
+    trimmed = F.trim(value)
+    if column.type == "date":
+        return F.try_to_date(trimmed, column.format) if column.format else trimmed.try_cast("date")
+    if column.type == "timestamp":
+        if column.format:
+            return F.try_to_timestamp(trimmed, F.lit(column.format))
+        return trimmed.try_cast("timestamp")
+    return trimmed.try_cast(spark_type(column.type))
+
+
+def type_rows(
+    rows: DataFrame, columns: Sequence[Column], null_values: Sequence[str], fmt: str
+) -> DataFrame:
+    """Cast text rows to the declared types and add `_reason` (null for good rows).
+
+    Values equal to a null marker become null before casting. Returns the typed
+    columns, `_source_file`, `_raw` (original text for bad rows) and `_reason`.
+    """
+    markers = [m for m in null_values if m != ""]
+    cleaned = rows
+    if markers:
+        cleaned = rows.select(
+            *[
+                F.when(F.col(c.name).isin(markers), F.lit(None))
+                .otherwise(F.col(c.name))
+                .alias(c.name)
+                for c in columns
+            ],
+            RAW,
+            SOURCE_FILE,
+        )
+    structural = (
+        f"row does not split into the {len(columns)} declared fields"
+        if fmt == "csv"
+        else "not a valid JSON object"
+    )
+    failures = [
+        F.when(
+            F.col(c.name).isNotNull() & _cast(c).isNull(),
+            F.concat(
+                F.lit(f"{c.name}: "), F.col(c.name).substr(1, 60), F.lit(f" is not a {c.type}")
+            ),
+        )
+        for c in columns
+    ]
+    reason = F.when(F.col(RAW).isNotNull(), F.lit(structural)).otherwise(
+        F.nullif(F.concat_ws("; ", *failures), F.lit(""))
+    )
+    # Keep the text of rows that split but did not cast, so quarantine has it.
+    raw = F.coalesce(F.col(RAW), F.to_json(F.struct(*[F.col(c.name) for c in columns])))
+    return cleaned.select(
+        *[_cast(c).alias(c.name) for c in columns],
+        F.col(SOURCE_FILE),
+        F.when(reason.isNotNull(), raw).alias(RAW),
+        reason.alias(REASON),
+    )
+
+
+def read_parquet_rows(
+    spark: SparkSession, columns: Sequence[Column], files: Sequence[InputFile]
+) -> DataFrame:
+    """Parquet files checked against the declared schema (names and types), then
+    read with `_raw`/`_reason` left null: Parquet rows are typed already.
+
+    Raises SchemaMismatch naming the file and column.
+    """
+    wanted = {c.name: c.type for c in columns}
+    for f in files:
+        actual = {fld.name: fld.dataType for fld in spark.read.parquet(f.readable).schema.fields}
+        missing = [n for n in wanted if n not in actual]
+        if missing:
+            raise SchemaMismatch(f"{f.path}: missing column(s) {', '.join(missing)}")
+        for name, declared in wanted.items():
+            found = actual[name]
+            ok = found == spark_type(declared) or found.simpleString() in _WIDENS.get(declared, ())
+            if not ok:
+                raise SchemaMismatch(
+                    f"{f.path}: column {name} is {found.simpleString()}, schema says {declared}"
+                )
+    df = spark.read.parquet(*[f.readable for f in files])
+    return df.select(
+        *[F.col(c.name).cast(spark_type(c.type)).alias(c.name) for c in columns],
+        _source_file_column(files).alias(SOURCE_FILE),
+        F.lit(None).cast("string").alias(RAW),
+        F.lit(None).cast("string").alias(REASON),
+    )
+
+
+def read_rows(spark: SparkSession, source: Source, files: Sequence[InputFile]) -> DataFrame:
+    """All rows of `files`: typed columns, `_source_file`, `_raw`, `_reason`."""
+    if source.format == "parquet":
+        return read_parquet_rows(spark, source.columns, files)
+    text = read_text_rows(spark, source, files)
+    null_values = source.csv.null_values if source.format == "csv" else []
+    return type_rows(text, source.columns, null_values, source.format)

@@ -1,0 +1,1 @@
+"""One module per job; the only place that wires storage to the pure packages."""

@@ -1,0 +1,224 @@
+"""Ingest: raw files → bronze Delta table, unparseable rows → bronze quarantine.
+
+Bronze keeps the declared source columns plus lineage (`_batch_id`,
+`_source_file`, `_ingested_at`); the quarantine keeps the raw text, the reason
+and the same lineage. Counts are reconciled on what was committed: rows read
+= bronze rows + quarantined rows of the batch, or the job fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from py4j.protocol import Py4JJavaError
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakeforge.config import JobConfig
+from lakeforge.errors import LakeforgeError, ReconciliationError, SchemaMismatch, UnreadableInput
+from lakeforge.ingest import batches, files, parse
+from lakeforge.logs import timed
+from lakeforge.storage import delta
+from lakeforge.storage.paths import Tables, tables_for
+
+log = logging.getLogger(__name__)
+
+APP_ID = "lakeforge.ingest"
+BATCH_ID, INGESTED_AT = "_batch_id", "_ingested_at"
+_UNREADABLE = (
+    "EOFException",
+    "Unexpected end of input stream",
+    "not in the GZIP format",
+    "ZipException",
+    "BZip2",
+    "MalformedInputException",
+    "CompressorException",
+)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest run did; `batch_id` is None when there was nothing new."""
+
+    batch_id: str | None
+    files: int
+    skipped_files: int
+    rows_read: int
+    bronze_rows: int
+    quarantined_rows: int
+    bronze_version: int | None
+
+
+@dataclass(frozen=True)
+class _Counts:
+    rows_read: int
+    bronze_rows: int
+    quarantined_rows: int
+    per_file: dict[str, tuple[int, int]]
+
+
+def run(
+    spark: SparkSession, cfg: JobConfig, input_path: str | None = None, batch_id: str | None = None
+) -> IngestResult:
+    """Ingest the new files at `input_path` (default: the dataset's source path).
+
+    Raises InputNotFound (no such path, empty folder), SchemaMismatch (header
+    or Parquet schema differs), UnreadableInput (bad compression),
+    ReconciliationError (counts do not add up). No file is planned, and nothing
+    written, before the batch has passed the header and schema checks.
+    """
+    dataset = cfg.dataset
+    tables = tables_for(cfg.settings, dataset.name)
+    location = files.resolve_source_path(input_path or dataset.source.path)
+    now = datetime.now(UTC).replace(tzinfo=None)
+
+    with timed(log, "ingest: list") as stats:
+        found = files.identify(files.list_files(spark, location), tables.staging)
+        stats.update(input=location, files=len(found))
+    batch = batches.plan_batch(_read_log(spark, tables), found, batch_id, now)
+    if batch is None:
+        log.info("ingest: nothing new (%d file(s) already ingested)", len(found))
+        return IngestResult(None, 0, len(found), 0, 0, 0, delta.version(spark, tables.bronze))
+    if batch.resumed:
+        log.warning("ingest: resuming unfinished batch %s (#%d)", batch.batch_id, batch.seq)
+    else:
+        _precheck(cfg, batch)
+        _append_log(spark, tables, batches.log_rows_for(batch, batches.PLANNED, now))
+
+    with timed(log, f"ingest: batch {batch.batch_id}") as stats:
+        counts = _write_batch(spark, cfg, tables, batch, now)
+        stats.update(
+            files=len(batch.files),
+            read=counts.rows_read,
+            bronze=counts.bronze_rows,
+            quarantined=counts.quarantined_rows,
+        )
+    _append_log(spark, tables, batches.log_rows_for(batch, batches.DONE, now, counts.per_file))
+    return IngestResult(
+        batch_id=batch.batch_id,
+        files=len(batch.files),
+        skipped_files=len(found) - len(batch.files),
+        rows_read=counts.rows_read,
+        bronze_rows=counts.bronze_rows,
+        quarantined_rows=counts.quarantined_rows,
+        bronze_version=delta.version(spark, tables.bronze),
+    )
+
+
+def _precheck(cfg: JobConfig, batch: batches.Batch) -> None:
+    source = cfg.dataset.source
+    if source.format != "csv":
+        return
+    files.check_encoding(source.csv.encoding)
+    if source.csv.header:
+        expected = [c.name for c in source.columns]
+        for f in batch.files:
+            files.check_csv_header(
+                f, expected, source.csv.delimiter, source.csv.quote, source.csv.encoding
+            )
+
+
+def _write_batch(
+    spark: SparkSession, cfg: JobConfig, tables: Tables, batch: batches.Batch, now: datetime
+) -> _Counts:
+    columns = [c.name for c in cfg.dataset.source.columns]
+    committed = False
+    rows = (
+        parse.read_rows(spark, cfg.dataset.source, batch.files)
+        .withColumn(BATCH_ID, F.lit(batch.batch_id))
+        .withColumn(INGESTED_AT, F.lit(now))
+        # one parse feeds the counts and both writes
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        per_file = _count_per_file(rows)
+        good = rows.where(F.col(parse.REASON).isNull())
+        bad = rows.where(F.col(parse.REASON).isNotNull())
+        lineage = [BATCH_ID, parse.SOURCE_FILE, INGESTED_AT]
+        delta.append(
+            good.select(*columns, *lineage), tables.bronze, app_id=APP_ID, txn_version=batch.seq
+        )
+        committed = True
+        delta.append(
+            bad.select(parse.RAW, parse.REASON, *lineage),
+            tables.bronze_quarantine,
+            app_id=APP_ID,
+            txn_version=batch.seq,
+        )
+    except Py4JJavaError as exc:
+        error = _input_error(exc, batch)
+        if not committed:
+            _append_log(spark, tables, batches.log_rows_for(batch, batches.FAILED, now))
+        if error is None:
+            raise
+        raise error from None
+    finally:
+        rows.unpersist()
+    return _reconcile(spark, tables, batch, per_file)
+
+
+def _count_per_file(rows: DataFrame) -> dict[str, tuple[int, int]]:
+    """(good, bad) rows per source file, in one Spark job."""
+    agg = rows.groupBy(parse.SOURCE_FILE).agg(
+        F.count(F.when(F.col(parse.REASON).isNull(), 1)).alias("good"),
+        F.count(F.when(F.col(parse.REASON).isNotNull(), 1)).alias("bad"),
+    )
+    return {r[parse.SOURCE_FILE]: (int(r["good"]), int(r["bad"])) for r in agg.collect()}
+
+
+def _reconcile(
+    spark: SparkSession, tables: Tables, batch: batches.Batch, per_file: dict[str, tuple[int, int]]
+) -> _Counts:
+    """Count what the tables now hold for this batch's files and compare with what was read."""
+    paths = [f.path for f in batch.files]
+
+    def committed(path: str) -> int:
+        return (
+            delta.read(spark, path)
+            .where((F.col(BATCH_ID) == batch.batch_id) & F.col(parse.SOURCE_FILE).isin(paths))
+            .count()
+        )
+
+    read_good = sum(g for g, _ in per_file.values())
+    read_bad = sum(b for _, b in per_file.values())
+    in_bronze, in_quarantine = committed(tables.bronze), committed(tables.bronze_quarantine)
+    log.info(
+        "ingest: reconcile batch %s: read %d = bronze %d + quarantined %d",
+        batch.batch_id,
+        read_good + read_bad,
+        in_bronze,
+        in_quarantine,
+    )
+    if (in_bronze, in_quarantine) != (read_good, read_bad):
+        raise ReconciliationError(
+            f"batch {batch.batch_id}: read {read_good} good + {read_bad} bad rows but the "
+            f"tables hold {in_bronze} in bronze + {in_quarantine} in quarantine"
+        )
+    return _Counts(read_good + read_bad, in_bronze, in_quarantine, per_file)
+
+
+def _input_error(exc: Py4JJavaError, batch: batches.Batch) -> LakeforgeError | None:
+    """Turn a Spark read failure caused by the input into a typed error naming the file."""
+    text = str(exc)
+    match = re.search(r"reading file (\S+?)\.?\s", text)
+    where = match.group(1) if match else ", ".join(f.path for f in batch.files)
+    if "CSV header does not conform" in text:
+        return SchemaMismatch(f"{where}: header does not match the schema")
+    if any(marker in text for marker in _UNREADABLE):
+        cause = next((ln.strip() for ln in text.splitlines() if "Exception:" in ln), "")
+        return UnreadableInput(f"{where}: cannot be decompressed or decoded ({cause[:200]})")
+    return None
+
+
+def _read_log(spark: SparkSession, tables: Tables) -> list[dict[str, object]]:
+    if not delta.is_table(spark, tables.ingest_log):
+        return []
+    return [r.asDict() for r in delta.read(spark, tables.ingest_log).collect()]
+
+
+def _append_log(spark: SparkSession, tables: Tables, rows: list[tuple[object, ...]]) -> None:
+    delta.append(spark.createDataFrame(rows, schema=batches.LOG_SCHEMA), tables.ingest_log)

@@ -1,0 +1,75 @@
+"""Table locations: one rule for every dataset and step.
+
+Tables of dataset NAME live at ROOT/NAME/<table>, ROOT being the lakehouse
+(`./lakehouse` by default; `LAKEFORGE_LAKEHOUSE` or the config override it).
+A local root is made absolute so Spark executors and the driver agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakeforge.config.models import Settings
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(path: str) -> bool:
+    """True for `s3a://…`, `file:///…`, `dbfs:/…` style locations."""
+    return bool(_URI.match(path)) or path.startswith("dbfs:")
+
+
+def lakehouse_root(settings: Settings) -> str:
+    root = settings.lakehouse.rstrip("/")
+    return root if is_uri(root) else str(Path(root).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The Delta table locations of one dataset."""
+
+    root: str
+    dataset: str
+
+    def _at(self, name: str) -> str:
+        return f"{self.root}/{self.dataset}/{name}"
+
+    @property
+    def bronze(self) -> str:
+        return self._at("bronze")
+
+    @property
+    def bronze_quarantine(self) -> str:
+        return self._at("bronze_quarantine")
+
+    @property
+    def silver(self) -> str:
+        return self._at("silver")
+
+    @property
+    def silver_quarantine(self) -> str:
+        return self._at("silver_quarantine")
+
+    @property
+    def predictions(self) -> str:
+        return self._at("predictions")
+
+    @property
+    def monitoring(self) -> str:
+        return self._at("monitoring")
+
+    @property
+    def ingest_log(self) -> str:
+        """Which files were ingested in which batch (what makes re-runs no-ops)."""
+        return self._at("_ingest_log")
+
+    @property
+    def staging(self) -> str:
+        """Scratch space: members extracted from zip archives."""
+        return self._at("_staging")
+
+
+def tables_for(settings: Settings, dataset: str) -> Tables:
+    return Tables(root=lakehouse_root(settings), dataset=dataset)

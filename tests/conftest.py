@@ -1,0 +1,38 @@
+"""One SparkSession for the whole test process (real Spark + Delta), and a
+fresh lakehouse folder per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from lakeforge.config import Settings, SparkSettings
+from lakeforge.logs import configure
+from lakeforge.spark import build_session
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+    configure("INFO")
+    settings = Settings(
+        lakehouse=str(tmp_path_factory.mktemp("warehouse")),
+        spark=SparkSettings(
+            master="local[2]",
+            conf={"spark.sql.shuffle.partitions": 2, "spark.default.parallelism": 2},
+        ),
+    )
+    session = build_session(settings, app_name="lakeforge-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def lakehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh lakehouse root for one test (through the documented env variable)."""
+    root = tmp_path / "lakehouse"
+    monkeypatch.setenv("LAKEFORGE_LAKEHOUSE", str(root))
+    monkeypatch.delenv("LAKEFORGE_CONF_DIR", raising=False)
+    return root
