@@ -26,6 +26,7 @@ def write_dataset(
     columns: list[dict[str, str]] | None = None,
     csv: dict[str, object] | None = None,
     name: str = "trips",
+    extra: dict[str, object] | None = None,
 ) -> Path:
     """Write conf/datasets/NAME.yaml and return its path."""
     source: dict[str, object] = {
@@ -37,7 +38,9 @@ def write_dataset(
         source["csv"] = csv
     path = conf_dir / "datasets" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"name": name, "source": source, "keys": ["id"]}))
+    path.write_text(
+        yaml.safe_dump({"name": name, "source": source, "keys": ["id"], **(extra or {})})
+    )
     return path
 
 

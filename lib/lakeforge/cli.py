@@ -30,6 +30,12 @@ def _ingest(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> No
     ingest.run(spark, cfg, input_path=args.input, batch_id=args.batch_id)
 
 
+def _clean(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import clean
+
+    clean.run(spark, cfg, batch_id=args.batch_id)
+
+
 def _pipeline(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
     from lakeforge.steps import pipeline
 
@@ -43,9 +49,16 @@ STEPS: dict[str, tuple[StepFn, str]] = {
         "Delta table; rows that cannot be parsed go to bronze_quarantine with a reason. "
         "Files already ingested are skipped, so a re-run adds nothing.",
     ),
+    "clean": (
+        _clean,
+        "Clean the bronze batches not yet in silver (or --batch-id): normalise, check the "
+        "data-quality rules, deduplicate on the keys and MERGE into the silver Delta table; "
+        "rows failing a drop rule go to silver_quarantine with the rule names. A rule of "
+        "severity fail stops the job (exit 4) before silver changes.",
+    ),
     "pipeline": (
         _pipeline,
-        "Run every step in order on the dataset (today: ingest).",
+        "Run every step in order on the dataset (today: ingest, clean).",
     ),
 }
 

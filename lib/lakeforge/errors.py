@@ -49,3 +49,9 @@ class ReconciliationError(LakeforgeError):
     """Row counts do not add up: a row would be lost or doubled (exit 1)."""
 
     exit_code = 1
+
+
+class DataQualityFailure(LakeforgeError):
+    """A data-quality rule of severity `fail` fired; silver was not changed (exit 4)."""
+
+    exit_code = 4

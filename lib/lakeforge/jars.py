@@ -9,7 +9,6 @@ the network. Checksums pin the exact bytes we tested with.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakeforge.errors import SetupError
+from lakeforge.hashing import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +72,8 @@ def jars_dir() -> Path:
     return Path(cache) / "lakeforge" / "jars"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_valid(path: Path, jar: Jar) -> bool:
-    return path.is_file() and _sha256(path) == jar.sha256
+    return path.is_file() and sha256_of(path) == jar.sha256
 
 
 def delta_jar_paths(directory: Path | None = None) -> list[Path]:

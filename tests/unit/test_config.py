@@ -82,6 +82,12 @@ def test_null_marker_must_be_text(tmp_path: Path) -> None:
         load_job_config(path)
 
 
+def test_null_marker_holding_the_delimiter_is_rejected(tmp_path: Path) -> None:
+    path = _dataset(tmp_path, source__csv={"null_values": ["N,A"]})
+    with pytest.raises(ConfigError, match=r"source\.csv: .*contain the delimiter"):
+        load_job_config(path)
+
+
 def test_environment_reference_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIPS_DIR", "/data/trips")
     path = _dataset(tmp_path, source__path="${TRIPS_DIR}/*.csv")

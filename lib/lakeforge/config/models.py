@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from lakeforge.config.base import Model
+from lakeforge.config.cleaning import CleanSteps, Rule
 
 # Column types a dataset schema may name; `decimal(p,s)` is checked by regex.
 SIMPLE_TYPES = (
@@ -31,10 +34,6 @@ _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Lineage and quarantine columns lakeforge adds; a source column may not use them.
 RESERVED_COLUMNS = ("_batch_id", "_source_file", "_ingested_at", "_raw", "_reason")
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SparkSettings(Model):
@@ -111,6 +110,15 @@ class CsvOptions(Model):
             raise ValueError(f"must be one character, got {value!r}")
         return "\t" if value == "\\t" else value
 
+    @model_validator(mode="after")
+    def _markers_do_not_hold_delimiter(self) -> CsvOptions:
+        bad = [m for m in self.null_values if self.delimiter in m or self.quote in m]
+        if bad:
+            raise ValueError(
+                f"null_values {bad} contain the delimiter or quote character and can never match"
+            )
+        return self
+
 
 class Source(Model):
     format: Literal["csv", "json", "parquet"]
@@ -137,6 +145,8 @@ class DatasetConfig(Model):
     source: Source
     # The columns that identify a row (used to deduplicate and MERGE downstream).
     keys: list[str] = Field(default_factory=list)
+    clean: CleanSteps = Field(default_factory=CleanSteps)
+    rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> DatasetConfig:
@@ -144,4 +154,20 @@ class DatasetConfig(Model):
         unknown = [k for k in self.keys if k not in names]
         if unknown:
             raise ValueError(f"keys name unknown columns: {', '.join(unknown)}")
+        known = names | set(self.clean.derive)
+        for i, rule in enumerate(self.rules):
+            for col in [rule.column, *rule.columns]:
+                if col is not None and col not in known:
+                    raise ValueError(f"rules.{i} ({rule.name}) names unknown column {col!r}")
+        names_seen = [r.name for r in self.rules]
+        dupes = sorted({n for n in names_seen if names_seen.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule names must be unique: {', '.join(dupes)}")
+        for section in ("upper", "lower"):
+            for col in getattr(self.clean, section):
+                if col not in known:
+                    raise ValueError(f"clean.{section} names unknown column {col!r}")
+        for col in [*self.clean.replace, *self.clean.parse]:
+            if col not in names:
+                raise ValueError(f"clean names unknown column {col!r}")
         return self

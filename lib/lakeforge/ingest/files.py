@@ -13,7 +13,6 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
-import hashlib
 import importlib.util
 import io
 import lzma
@@ -26,6 +25,7 @@ from typing import IO, BinaryIO, cast
 from pyspark.sql import SparkSession
 
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch, UnreadableInput
+from lakeforge.hashing import sha256_of
 from lakeforge.storage.paths import is_uri
 
 _SKIP_PREFIXES = ("_", ".")  # _SUCCESS, .crc, hidden files
@@ -95,14 +95,6 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
 def local_path(uri: str) -> Path:
     """`file:/a/b` → Path('/a/b')."""
     return Path("/" + uri[len("file:") :].lstrip("/"))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def identify(listed: Iterable[tuple[str, int, int]], staging: str) -> list[InputFile]:

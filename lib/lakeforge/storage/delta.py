@@ -8,6 +8,10 @@ version it has already seen, so a job re-run after a crash adds nothing twice.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -49,3 +53,73 @@ def append(
     if app_id is not None and txn_version is not None:
         writer = writer.option("txnAppId", app_id).option("txnVersion", txn_version)
     writer.save(path)
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    inserted: int
+    updated: int
+
+
+def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]) -> MergeCounts:
+    """MERGE `df` into the table at `path` on `keys` (null-safe), creating it if absent.
+
+    A matched row is updated only when a `compare` column differs, so merging
+    the same rows again changes nothing (no new table version). Concurrent
+    writers that conflict are retried a few times with backoff.
+    """
+    spark = df.sparkSession
+    if not is_table(spark, path):
+        df.write.format("delta").mode("errorifexists").save(path)
+        return MergeCounts(inserted=read(spark, path).count(), updated=0)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare) or "false"
+
+    def attempt() -> MergeCounts:
+        metrics = (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(df.alias("s"), on)
+            .whenMatchedUpdateAll(condition=differs)
+            .whenNotMatchedInsertAll()
+            .execute()
+            .first()
+        )
+        if metrics is None:
+            return MergeCounts(0, 0)
+        values = metrics.asDict()
+        return MergeCounts(int(values["num_inserted_rows"]), int(values["num_updated_rows"]))
+
+    return with_retry(attempt, what=f"MERGE into {path}")
+
+
+T = TypeVar("T")
+_CONFLICTS = (
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+)
+
+
+def with_retry(action: Callable[[], T], *, what: str, attempts: int = 4) -> T:
+    """Run a read-modify-write Delta operation, retrying Delta's concurrent-modification
+    conflicts with exponential backoff; other errors and the last conflict propagate."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if attempt == attempts or not any(c in str(exc) for c in _CONFLICTS):
+                raise
+            delay = 0.5 * 2 ** (attempt - 1)
+            log.warning(
+                "%s: concurrent write conflict, retry %d/%d in %.1fs",
+                what,
+                attempt,
+                attempts - 1,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")

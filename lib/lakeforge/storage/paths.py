@@ -66,6 +66,16 @@ class Tables:
         return self._at("_ingest_log")
 
     @property
+    def clean_log(self) -> str:
+        """Which bronze batches were cleaned into silver, with the counts."""
+        return self._at("_clean_log")
+
+    @property
+    def quality(self) -> str:
+        """Great Expectations results (JSON) and Data Docs (HTML)."""
+        return self._at("_quality")
+
+    @property
     def staging(self) -> str:
         """Scratch space: members extracted from zip archives."""
         return self._at("_staging")

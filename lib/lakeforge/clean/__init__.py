@@ -1,0 +1,1 @@
+"""Bronze rows → clean rows: types, strings, spellings, derived columns, dedupe."""

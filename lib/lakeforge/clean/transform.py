@@ -1,0 +1,110 @@
+"""Pure transformations of the clean step: DataFrame in, DataFrame out.
+
+Parsing failures are not dropped here: each parsed column that fails adds the
+rule name `parse:COLUMN` to the row's `_parse_failures`, and the quality
+rules send such rows to the quarantine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from lakeforge.config.cleaning import CleanSteps, ParseSpec
+
+PARSE_FAILURES = "_parse_failures"
+
+
+def _parse(value: Column, spec: ParseSpec) -> Column:
+    text = F.trim(value.cast("string"))
+    if spec.type in ("date", "timestamp"):
+        if spec.format is None:
+            return text.try_cast(spec.type)
+        if spec.type == "date":
+            return F.try_to_date(text, spec.format)
+        return F.try_to_timestamp(text, F.lit(spec.format))
+    if spec.group:
+        text = F.replace(text, F.lit(spec.group), F.lit(""))
+    if spec.decimal != ".":
+        text = F.replace(text, F.lit(spec.decimal), F.lit("."))
+    return text.try_cast(spec.type)
+
+
+def normalise(df: DataFrame, steps: CleanSteps) -> DataFrame:
+    """Trim strings, fix case and spellings, parse text columns, derive columns.
+
+    Adds `_parse_failures` (array of `parse:COLUMN`, empty when all parsed).
+    Derived expressions see the columns after the earlier steps.
+    """
+    out = df
+    if steps.trim:
+        for name, dtype in df.dtypes:
+            if dtype == "string" and not name.startswith("_"):
+                out = out.withColumn(name, F.nullif(F.trim(F.col(name)), F.lit("")))
+    for name in steps.upper:
+        out = out.withColumn(name, F.upper(name))
+    for name in steps.lower:
+        out = out.withColumn(name, F.lower(name))
+    for name, spellings in steps.replace.items():
+        mapping = F.create_map(*[F.lit(x) for pair in spellings.items() for x in pair])
+        out = out.withColumn(name, F.coalesce(mapping[F.col(name)], F.col(name)))
+    failures: list[Column] = []
+    for name, spec in steps.parse.items():
+        parsed = _parse(F.col(name), spec)
+        failures.append(F.when(F.col(name).isNotNull() & parsed.isNull(), F.lit(f"parse:{name}")))
+        out = out.withColumn(f"__parsed_{name}", parsed)
+    out = out.withColumn(
+        PARSE_FAILURES,
+        F.filter(F.array(*failures), lambda x: x.isNotNull())
+        if failures
+        else F.array().cast("array<string>"),
+    )
+    for name in steps.parse:
+        out = out.withColumn(name, F.col(f"__parsed_{name}")).drop(f"__parsed_{name}")
+    for name, expression in steps.derive.items():
+        out = out.withColumn(name, F.expr(expression))
+    return out
+
+
+_ORDER = re.compile(
+    r"^(?P<expr>.+?)(?:\s+(?P<dir>asc|desc))?(?:\s+nulls\s+(?P<nulls>first|last))?\s*$", re.I
+)
+
+
+def ordering(text: str) -> Column:
+    """`"_ingested_at DESC NULLS LAST"` → a sort Column (F.expr would read DESC as an alias)."""
+    match = _ORDER.match(text.strip())
+    if match is None:
+        raise ValueError(f"not an ordering expression: {text!r}")
+    col = F.expr(match.group("expr"))
+    descending = (match.group("dir") or "asc").lower() == "desc"
+    nulls = (match.group("nulls") or ("last" if descending else "first")).lower()
+    if descending:
+        return col.desc_nulls_last() if nulls == "last" else col.desc_nulls_first()
+    return col.asc_nulls_last() if nulls == "last" else col.asc_nulls_first()
+
+
+def deduplicate(df: DataFrame, keys: Sequence[str], order_by: Sequence[str]) -> DataFrame:
+    """One row per key: the first by `order_by` (SQL ordering expressions).
+
+    Ties are broken by a hash of the row's values, so the same input always
+    keeps the same row. Without keys the rows are returned as they are.
+    """
+    if not keys:
+        return df
+    # Most batches hold few duplicates: find the duplicated keys with a cheap
+    # aggregation and rank only their rows, instead of sorting every row.
+    repeated = df.groupBy(*keys).count().where("count > 1").drop("count")
+    if repeated.isEmpty():
+        return df
+    flagged = df.join(F.broadcast(repeated.withColumn("__dup", F.lit(True))), list(keys), "left")
+    content = F.xxhash64(*[F.col(c) for c in df.columns if not c.startswith("_")])
+    order = [*(ordering(o) for o in order_by), content.desc()]
+    window = Window.partitionBy(*keys).orderBy(*order)
+    unique = flagged.where(F.col("__dup").isNull())
+    ranked = flagged.where(F.col("__dup")).withColumn("__rank", F.row_number().over(window))
+    kept = ranked.where("__rank = 1").drop("__rank")
+    return unique.unionByName(kept).drop("__dup").select(*df.columns)

@@ -1,0 +1,1 @@
+"""Data-quality rules from config: row-level checks and table-level validation."""

@@ -1,0 +1,263 @@
+"""Clean: bronze batches → silver (MERGE on the dataset keys) + silver quarantine.
+
+The bronze batches not cleaned yet (or the one named by --batch-id) are
+normalised, checked by the row-level rules in one pass, deduplicated on the
+keys (latest first) and validated as a table by Great Expectations. A rule of
+severity `fail` stops the job before anything is written. The counts must
+satisfy: bronze rows = inserted + updated + unchanged + quarantined +
+duplicates removed, or the job fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from pyspark import StorageLevel
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeforge.clean.transform import deduplicate, normalise
+from lakeforge.config import JobConfig
+from lakeforge.config.cleaning import Rule
+from lakeforge.errors import ConfigError, InputNotFound, ReconciliationError
+from lakeforge.logs import timed
+from lakeforge.quality import gate
+from lakeforge.quality import rules as row_rules
+from lakeforge.quality.expectations import TableValidation, validate_table
+from lakeforge.storage import delta
+from lakeforge.storage.paths import Tables, is_uri, tables_for
+
+log = logging.getLogger(__name__)
+
+APP_ID = "lakeforge.clean"
+LINEAGE = ("_batch_id", "_source_file", "_ingested_at")
+CLEAN_LOG_SCHEMA = T.StructType(
+    [
+        T.StructField("batch_id", T.StringType(), False),
+        T.StructField("bronze_version", T.LongType(), False),
+        T.StructField("bronze_rows", T.LongType(), False),
+        T.StructField("inserted", T.LongType(), False),
+        T.StructField("updated", T.LongType(), False),
+        T.StructField("unchanged", T.LongType(), False),
+        T.StructField("quarantined", T.LongType(), False),
+        T.StructField("duplicates", T.LongType(), False),
+        T.StructField("cleaned_at", T.TimestampType(), False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """What one clean run did; `batches` is empty when there was nothing new."""
+
+    batches: tuple[str, ...]
+    bronze_rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    rule_counts: dict[str, int] | None = None
+    table_validation: TableValidation | None = None
+    silver_version: int | None = None
+
+    @property
+    def terms(self) -> tuple[int, int, int, int, int]:
+        """inserted, updated, unchanged, quarantined, duplicates: they sum to bronze_rows."""
+        return (self.inserted, self.updated, self.unchanged, self.quarantined, self.duplicates)
+
+
+def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> CleanResult:
+    """Clean the pending bronze batches (or `batch_id`) into silver.
+
+    Raises ConfigError (no keys, bad SQL in a rule or derived column),
+    InputNotFound (no bronze table, unknown batch), DataQualityFailure (a
+    `fail` rule fired; silver untouched), ReconciliationError.
+    """
+    ds = cfg.dataset
+    if not ds.keys:
+        raise ConfigError(f"{ds.name}: keys: clean needs the dataset keys to deduplicate and merge")
+    tables = tables_for(cfg.settings, ds.name)
+    bronze_version = delta.version(spark, tables.bronze)
+    if bronze_version is None:
+        raise InputNotFound(f"bronze table {tables.bronze} does not exist: run ingest first")
+    bronze = delta.read(spark, tables.bronze, as_of=bronze_version)
+    todo = _batches_to_clean(spark, tables, bronze, batch_id)
+    if not todo:
+        log.info("clean: nothing new (every bronze batch is in silver)")
+        return CleanResult(batches=(), silver_version=delta.version(spark, tables.silver))
+    run_ = _Run(
+        spark=spark,
+        cfg=cfg,
+        tables=tables,
+        rules=_resolve_rules(ds.rules, ds.keys),
+        batches=tuple(todo),
+        bronze_version=bronze_version,
+        now=datetime.now(UTC).replace(tzinfo=None),
+    )
+    rows = bronze.where(F.col("_batch_id").isin(todo))
+    try:
+        tagged = row_rules.tag(normalise(rows, ds.clean), run_.rules)
+    except AnalysisException as exc:
+        raise ConfigError(f"{ds.name}: clean.derive or a sql rule: {exc}".splitlines()[0]) from None
+    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _clean(run_, tagged)
+    finally:
+        tagged.unpersist()
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one clean run works on."""
+
+    spark: SparkSession
+    cfg: JobConfig
+    tables: Tables
+    rules: list[Rule]
+    batches: tuple[str, ...]
+    bronze_version: int
+    now: datetime
+
+    @property
+    def label(self) -> str:
+        return ",".join(self.batches)
+
+
+def _clean(run_: _Run, tagged: DataFrame) -> CleanResult:
+    ds = run_.cfg.dataset
+    with timed(log, f"clean: rules on batch(es) {run_.label}") as stats:
+        summary = row_rules.summarise(tagged, run_.rules, list(ds.clean.parse))
+        failed = tagged.where(F.size(row_rules.FAILED) > 0)
+        good = tagged.where(F.size(row_rules.FAILED) == 0).drop(row_rules.FAILED, row_rules.WARNED)
+        # persisted: Great Expectations and the MERGE both read it
+        deduped = deduplicate(good, ds.keys, ds.clean.dedupe.order_by).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        n_deduped = deduped.count()
+        stats.update(rows=summary.rows, quarantine=summary.failed, after_dedupe=n_deduped)
+    try:
+        with timed(log, "clean: table validation (Great Expectations)") as stats:
+            project = None if is_uri(run_.tables.quality) else run_.tables.quality
+            validation = validate_table(deduped, run_.rules, ds.name, _slug(run_.label), project)
+            stats.update(rules=len(validation.results), passed=sum(validation.results.values()))
+        gate.enforce(run_.rules, summary.counts, validation, f"{ds.name} batch(es) {run_.label}")
+        result = _write(run_, failed, deduped, n_deduped, summary)
+    finally:
+        deduped.unpersist()
+    return replace(result, table_validation=validation)
+
+
+def _write(
+    run_: _Run,
+    failed: DataFrame,
+    deduped: DataFrame,
+    n_deduped: int,
+    summary: row_rules.RuleSummary,
+) -> CleanResult:
+    """Quarantine first (idempotent by bronze version), then MERGE, reconcile, log."""
+    spark, tables, ds = run_.spark, run_.tables, run_.cfg.dataset
+    hidden = (*LINEAGE, row_rules.FAILED, row_rules.WARNED)
+    quarantine = failed.select(
+        F.to_json(F.struct(*[c for c in failed.columns if c not in hidden])).alias("_row"),
+        F.col(row_rules.FAILED).alias("_failed_rules"),
+        *LINEAGE,
+        F.lit(run_.now).alias("_cleaned_at"),
+    )
+    with timed(log, "clean: write silver") as stats:
+        delta.append(
+            quarantine, tables.silver_quarantine, app_id=APP_ID, txn_version=run_.bronze_version
+        )
+        before = _count(spark, tables.silver)
+        data_columns = [c for c in deduped.columns if c not in LINEAGE]
+        merged = delta.upsert(deduped, tables.silver, ds.keys, data_columns)
+        after = _count(spark, tables.silver)
+        stats.update(inserted=merged.inserted, updated=merged.updated)
+    n_good = summary.rows - summary.failed
+    result = CleanResult(
+        batches=run_.batches,
+        bronze_rows=summary.rows,
+        inserted=merged.inserted,
+        updated=merged.updated,
+        unchanged=n_deduped - merged.inserted - merged.updated,
+        quarantined=summary.failed,
+        duplicates=n_good - n_deduped,
+        rule_counts=summary.counts,
+    )
+    _reconcile(spark, tables, result, before, after)
+    delta.append(
+        spark.createDataFrame(
+            _log_rows(result, run_.bronze_version, run_.now), schema=CLEAN_LOG_SCHEMA
+        ),
+        tables.clean_log,
+    )
+    return replace(result, silver_version=delta.version(spark, tables.silver))
+
+
+def _reconcile(
+    spark: SparkSession, tables: Tables, result: CleanResult, before: int, after: int
+) -> None:
+    quarantined = (
+        delta.read(spark, tables.silver_quarantine)
+        .where(F.col("_batch_id").isin(list(result.batches)))
+        .count()
+    )
+    accounted = sum(result.terms)
+    log.info(
+        "clean: reconcile: bronze %d = inserted %d + updated %d + unchanged %d + "
+        "quarantined %d + duplicates %d",
+        result.bronze_rows,
+        *result.terms,
+    )
+    problems = []
+    if accounted != result.bronze_rows or result.unchanged < 0:
+        problems.append(f"the terms add up to {accounted}, not {result.bronze_rows}")
+    if after - before != result.inserted:
+        problems.append(f"silver grew by {after - before} rows, MERGE reported {result.inserted}")
+    if quarantined != result.quarantined:
+        problems.append(
+            f"silver quarantine holds {quarantined} rows, expected {result.quarantined}"
+        )
+    if problems:
+        raise ReconciliationError("clean: counts do not reconcile: " + "; ".join(problems))
+
+
+def _batches_to_clean(
+    spark: SparkSession, tables: Tables, bronze: DataFrame, batch_id: str | None
+) -> list[str]:
+    in_bronze = {r[0] for r in bronze.select("_batch_id").distinct().collect()}
+    if batch_id is not None:
+        if batch_id not in in_bronze:
+            raise InputNotFound(f"batch {batch_id!r} is not in {tables.bronze}")
+        return [batch_id]
+    done: set[str] = set()
+    if delta.is_table(spark, tables.clean_log):
+        done = {r[0] for r in delta.read(spark, tables.clean_log).select("batch_id").collect()}
+    return sorted(in_bronze - done)
+
+
+def _resolve_rules(rules: list[Rule], keys: list[str]) -> list[Rule]:
+    """A `unique` rule with no columns means the dataset keys."""
+    return [
+        r.model_copy(update={"columns": list(keys)})
+        if r.type == "unique" and not (r.columns or r.column)
+        else r
+        for r in rules
+    ]
+
+
+def _count(spark: SparkSession, path: str) -> int:
+    return delta.read(spark, path).count() if delta.is_table(spark, path) else 0
+
+
+def _log_rows(result: CleanResult, bronze_version: int, now: datetime) -> list[tuple[object, ...]]:
+    # One row per batch; the counts are those of the whole run that cleaned it.
+    return [(b, bronze_version, result.bronze_rows, *result.terms, now) for b in result.batches]
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:80]

@@ -1,0 +1,138 @@
+"""Clean on real Spark + Delta + Great Expectations: bronze → silver, nothing lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from lakeforge.cli import main
+from lakeforge.errors import DataQualityFailure
+from lakeforge.steps import clean, ingest
+from lakeforge.storage import delta
+from lakeforge.storage.paths import tables_for
+from tests.helpers import TRIPS_HEADER, job_config, write_dataset, write_lines
+
+pytestmark = pytest.mark.integration
+
+RULES = [
+    {"name": "delay_known", "type": "not_null", "column": "delay", "severity": "drop"},
+    {"name": "delay_sane", "type": "range", "column": "delay", "min": -60, "max": 600},
+    {"name": "carrier_known", "type": "allowed", "column": "carrier", "values": ["UA", "AA"]},
+    {"name": "keys_unique", "type": "unique", "severity": "fail"},
+    {"name": "some_rows", "type": "row_count", "min": 1, "severity": "fail"},
+]
+DAY1 = [
+    "1,UA,5.0,2024-01-01",
+    "2,aa,7.0,2024-01-01",  # normalised to AA
+    "3,UA,,2024-01-01",  # no delay: quarantined
+    "4,ZZ,1.0,2024-01-01",  # unknown carrier: quarantined
+    "5,UA,9999,2024-01-01",  # implausible delay: quarantined
+    "6,UA,1.0,2024-01-01",
+    "6,UA,2.0,2024-01-02",  # same key twice: the later day is kept
+]
+
+
+def _setup(tmp_path: Path, rules: list[dict[str, object]] | None = None):  # type: ignore[no-untyped-def]
+    extra = {
+        "clean": {"upper": ["carrier"], "dedupe": {"order_by": ["day DESC"]}},
+        "rules": RULES if rules is None else rules,
+    }
+    dataset = write_dataset(tmp_path / "conf", tmp_path / "in", extra=extra)
+    return job_config(dataset)
+
+
+def test_dirty_batch_reconciles_and_quarantine_names_the_rules(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, *DAY1])
+    cfg = _setup(tmp_path)
+    ingest.run(spark, cfg, batch_id="d1")
+
+    result = clean.run(spark, cfg)
+
+    assert (result.bronze_rows, result.inserted, result.updated, result.unchanged) == (7, 3, 0, 0)
+    assert (result.quarantined, result.duplicates) == (3, 1)
+    tables = tables_for(cfg.settings, "trips")
+    silver = {r["id"]: r for r in delta.read(spark, tables.silver).collect()}
+    assert sorted(silver) == [1, 2, 6]
+    assert silver[2]["carrier"] == "AA"
+    quarantine = {
+        json.loads(r["_row"])["id"]: r["_failed_rules"]
+        for r in delta.read(spark, tables.silver_quarantine).collect()
+    }
+    assert quarantine == {3: ["delay_known"], 4: ["carrier_known"], 5: ["delay_sane"]}
+    validation = result.table_validation
+    assert validation is not None and validation.success
+    assert validation.report_json is not None and Path(validation.report_json).is_file()
+    assert validation.data_docs is not None and Path(validation.data_docs).is_file()
+
+
+def test_rerun_is_a_no_op_and_updated_rows_update_silver(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, *DAY1])
+    cfg = _setup(tmp_path)
+    tables = tables_for(cfg.settings, "trips")
+    ingest.run(spark, cfg, batch_id="d1")
+    clean.run(spark, cfg)
+    version = delta.version(spark, tables.silver)
+
+    assert clean.run(spark, cfg).batches == ()
+    assert delta.version(spark, tables.silver) == version
+
+    # re-delivery: id 1 changed, id 2 identical, id 7 new
+    write_lines(
+        tmp_path / "in" / "day2.csv",
+        [TRIPS_HEADER, "1,UA,50.0,2024-01-01", "2,AA,7.0,2024-01-01", "7,AA,0.0,2024-01-03"],
+    )
+    ingest.run(spark, cfg, batch_id="d2")
+    result = clean.run(spark, cfg)
+    assert (result.batches, result.inserted, result.updated, result.unchanged) == (("d2",), 1, 1, 1)
+    silver = {r["id"]: r["delay"] for r in delta.read(spark, tables.silver).collect()}
+    assert silver == {1: 50.0, 2: 7.0, 6: 2.0, 7: 0.0}
+
+
+def test_a_fail_rule_stops_the_job_and_leaves_silver_untouched(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, "1,UA,5.0,2024-01-01"])
+    strict = [*RULES[:2], {**RULES[2], "severity": "fail"}]
+    cfg = _setup(tmp_path, strict)
+    tables = tables_for(cfg.settings, "trips")
+    ingest.run(spark, cfg, batch_id="d1")
+    clean.run(spark, cfg)
+    version = delta.version(spark, tables.silver)
+
+    write_lines(tmp_path / "in" / "day2.csv", [TRIPS_HEADER, "9,ZZ,5.0,2024-01-01"])
+    ingest.run(spark, cfg, batch_id="d2")
+    with pytest.raises(DataQualityFailure, match=r"carrier_known \(1 rows\)"):
+        clean.run(spark, cfg)
+    assert delta.version(spark, tables.silver) == version
+    dataset = str(tmp_path / "conf" / "datasets" / "trips.yaml")
+    assert main(["clean", "--dataset", dataset]) == 4
+    assert "silver not changed" in capsys.readouterr().err
+    assert delta.version(spark, tables.silver) == version
+
+
+def test_a_table_rule_of_severity_fail_is_checked_by_great_expectations(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, "1,UA,5.0,2024-01-01"])
+    cfg = _setup(tmp_path, [{"type": "row_count", "min": 2, "severity": "fail"}])
+    ingest.run(spark, cfg)
+    with pytest.raises(DataQualityFailure, match=r"row_count:table \(observed 1\)"):
+        clean.run(spark, cfg)
+    assert delta.version(spark, tables_for(cfg.settings, "trips").silver) is None
+
+
+def test_a_bad_sql_expression_is_a_config_error_naming_it(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, "1,UA,5.0,2024-01-01"])
+    cfg = _setup(tmp_path, [{"name": "broken", "type": "sql", "expression": "no_such_col > 1"}])
+    ingest.run(spark, cfg)
+    dataset = str(tmp_path / "conf" / "datasets" / "trips.yaml")
+    assert main(["clean", "--dataset", dataset]) == 2
