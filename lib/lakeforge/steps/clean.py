@@ -172,10 +172,10 @@ def _write(
         delta.append(
             quarantine, tables.silver_quarantine, app_id=APP_ID, txn_version=run_.bronze_version
         )
-        before = _count(spark, tables.silver)
+        before = delta.count(spark, tables.silver)
         data_columns = [c for c in deduped.columns if c not in LINEAGE]
         merged = delta.upsert(deduped, tables.silver, ds.keys, data_columns)
-        after = _count(spark, tables.silver)
+        after = delta.count(spark, tables.silver)
         stats.update(inserted=merged.inserted, updated=merged.updated)
     n_good = summary.rows - summary.failed
     result = CleanResult(
@@ -248,10 +248,6 @@ def _resolve_rules(rules: list[Rule], keys: list[str]) -> list[Rule]:
         else r
         for r in rules
     ]
-
-
-def _count(spark: SparkSession, path: str) -> int:
-    return delta.read(spark, path).count() if delta.is_table(spark, path) else 0
 
 
 def _log_rows(result: CleanResult, bronze_version: int, now: datetime) -> list[tuple[object, ...]]:

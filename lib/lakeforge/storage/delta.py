@@ -31,6 +31,12 @@ def version(spark: SparkSession, path: str) -> int | None:
     return None if row is None else int(row["version"])
 
 
+def count(spark: SparkSession, path: str) -> int:
+    """Rows in the table at `path` (0 when there is no table); Delta answers from its
+    file statistics without scanning the data."""
+    return read(spark, path).count() if is_table(spark, path) else 0
+
+
 def read(spark: SparkSession, path: str, as_of: int | None = None) -> DataFrame:
     """The table at `path`, optionally as of an earlier version (time travel)."""
     reader = spark.read.format("delta")
@@ -71,7 +77,7 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
     spark = df.sparkSession
     if not is_table(spark, path):
         df.write.format("delta").mode("errorifexists").save(path)
-        return MergeCounts(inserted=read(spark, path).count(), updated=0)
+        return MergeCounts(inserted=count(spark, path), updated=0)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare) or "false"
 
