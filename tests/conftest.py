@@ -31,8 +31,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
 
 @pytest.fixture
 def lakehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh lakehouse root for one test (through the documented env variable)."""
+    """A fresh lakehouse root and MLflow store for one test (through the documented
+    env variables), run from a fresh working directory (MLflow's ./mlruns)."""
     root = tmp_path / "lakehouse"
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LAKEFORGE_LAKEHOUSE", str(root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns.db")
     monkeypatch.delenv("LAKEFORGE_CONF_DIR", raising=False)
     return root

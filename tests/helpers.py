@@ -52,3 +52,40 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines))
     return path
+
+
+SCORES_COLUMNS = [
+    {"name": "id", "type": "int"},
+    {"name": "x1", "type": "double"},
+    {"name": "x2", "type": "double"},
+    {"name": "noise", "type": "double"},
+    {"name": "segment", "type": "string"},
+    {"name": "y", "type": "int"},
+]
+
+
+def train_section(**changes: object) -> dict[str, object]:
+    """A small binary training config over SCORES_COLUMNS; `changes` replace keys."""
+    section: dict[str, object] = {
+        "task": "binary",
+        "label": "y",
+        "features": {
+            "numeric": {"columns": ["x1", "x2", "noise"], "impute": "median"},
+            "categorical": {"columns": ["segment"]},
+        },
+        "split": {"validation": 0.1, "test": 0.25, "folds": 3, "seed": 1},
+        "models": [{"estimator": "logistic_regression", "grid": {"regParam": [0.0, 0.1]}}],
+    }
+    section.update(changes)
+    return section
+
+
+def write_scores_dataset(conf_dir: Path, **train_changes: object) -> Path:
+    """A dataset config `scores` (keys: id) with a `train` section."""
+    return write_dataset(
+        conf_dir,
+        conf_dir / "unused.csv",
+        columns=SCORES_COLUMNS,
+        name="scores",
+        extra={"train": train_section(**train_changes)},
+    )

@@ -36,6 +36,12 @@ def _clean(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> Non
     clean.run(spark, cfg, batch_id=args.batch_id)
 
 
+def _train(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import train
+
+    train.run(spark, cfg)
+
+
 def _pipeline(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
     from lakeforge.steps import pipeline
 
@@ -56,9 +62,17 @@ STEPS: dict[str, tuple[StepFn, str]] = {
         "rows failing a drop rule go to silver_quarantine with the rule names. A rule of "
         "severity fail stops the job (exit 4) before silver changes.",
     ),
+    "train": (
+        _train,
+        "Train a model on the silver table: deterministic split, cross-validated search "
+        "over the dataset's model catalogue, evaluation on the test split, an MLflow run "
+        "with the model, registered; the champion alias moves only if it beats the "
+        "champion on the same test rows. Skipped when this silver version and config "
+        "already have a model.",
+    ),
     "pipeline": (
         _pipeline,
-        "Run every step in order on the dataset (today: ingest, clean).",
+        "Run every step in order on the dataset (today: ingest, clean, train).",
     ),
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -123,3 +124,14 @@ def _check_delta_on_classpath(spark: SparkSession) -> None:
             "Delta Lake classes are not on Spark's classpath; under spark-submit pass "
             "--jars $(python -m lakeforge.jars path)"
         ) from exc
+
+
+def cores(spark: SparkSession) -> int:
+    """Task slots of the session: N for `local[N]`, the machine's CPUs for
+    `local[*]`, the cluster's default parallelism (its executor cores) otherwise."""
+    master = spark.sparkContext.master or ""
+    match = re.match(r"^local(?:\[(\d+|\*)(?:,\d+)?\])?$", master)
+    if match is None:
+        return max(1, spark.sparkContext.defaultParallelism)
+    slots = match.group(1) or "1"
+    return (os.cpu_count() or 1) if slots == "*" else int(slots)

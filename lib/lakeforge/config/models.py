@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lakeforge.config.base import Model
 from lakeforge.config.cleaning import CleanSteps, Rule
+from lakeforge.config.training import TrainConfig
 
 # Column types a dataset schema may name; `decimal(p,s)` is checked by regex.
 SIMPLE_TYPES = (
@@ -147,6 +148,7 @@ class DatasetConfig(Model):
     keys: list[str] = Field(default_factory=list)
     clean: CleanSteps = Field(default_factory=CleanSteps)
     rules: list[Rule] = Field(default_factory=list)
+    train: TrainConfig | None = None
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> DatasetConfig:
@@ -170,4 +172,16 @@ class DatasetConfig(Model):
         for col in [*self.clean.replace, *self.clean.parse]:
             if col not in names:
                 raise ValueError(f"clean names unknown column {col!r}")
+        if self.train is not None:
+            wanted = [self.train.label, *self.train.features.input_columns()]
+            if (
+                self.train.split.column
+                and self.train.split.column not in self.train.features.derive
+            ):
+                wanted.append(self.train.split.column)
+            for col in wanted:
+                if col not in known:
+                    raise ValueError(f"train names unknown column {col!r}")
+            if self.train.split.method != "time" and not self.keys:
+                raise ValueError("train.split by hash or stratified needs the dataset keys")
         return self

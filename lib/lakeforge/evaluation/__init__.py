@@ -1,0 +1,1 @@
+"""Metrics on the full test split, and plots."""

@@ -1,0 +1,1 @@
+"""Feature stages built from config, and custom Spark ML stages."""

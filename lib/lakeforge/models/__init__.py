@@ -1,0 +1,1 @@
+"""The estimator catalogue and how candidates become Spark ML estimators."""

@@ -1,0 +1,312 @@
+"""Train: silver → split → cross-validated search → refit → test evaluation →
+MLflow run → registry gate.
+
+Everything runs in Spark (the data never goes to pandas). The silver version
+read is pinned and recorded, so the training rows can be rebuilt by time
+travel; the split and folds come from the keys and a seed, so the same config
+and data give the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from pyspark import StorageLevel
+from pyspark.errors import AnalysisException
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeforge.config import JobConfig
+from lakeforge.config.training import TrainConfig
+from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
+from lakeforge.evaluation import plots
+from lakeforge.evaluation.importance import feature_names, importances
+from lakeforge.evaluation.metrics import evaluate, metric
+from lakeforge.features.stages import PipelineStage, build_stages
+from lakeforge.logs import timed
+from lakeforge.models.catalogue import build
+from lakeforge.spark import cores
+from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
+from lakeforge.storage import delta
+from lakeforge.storage.paths import tables_for
+from lakeforge.tracking import registry, runs
+from lakeforge.tuning.search import CandidateSpec, SearchResult, candidates, cross_validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_uri: str
+    model_name: str
+    model_version: str
+    silver_version: int
+    split_counts: dict[str, int]
+    best: str
+    test_metrics: dict[str, float]
+    validation_metrics: dict[str, float]
+    search: SearchResult
+    decision: registry.GateDecision
+
+
+def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
+    """Train, evaluate, log and register a model for the dataset; None when a
+    model was already trained on this silver version with this config.
+
+    Raises ConfigError (no `train` section, a bad `where` or derived
+    expression), InputNotFound (no silver table or no rows to train on),
+    SchemaMismatch (a label that is not numeric or not 0..k-1 for
+    classification).
+    """
+    ds = cfg.dataset
+    if ds.train is None:
+        raise ConfigError(f"{ds.name}: no `train` section in the dataset config")
+    spec = ds.train
+    tables = tables_for(cfg.settings, ds.name)
+    version = delta.version(spark, tables.silver)
+    if version is None:
+        raise InputNotFound(f"silver table {tables.silver} does not exist: run clean first")
+    done = runs.find_trained(cfg.settings.mlflow.tracking_uri, ds.name, version, config_sha256(cfg))
+    if done is not None:
+        log.info(
+            "train: nothing new: silver v%d with this config is run %s (model version %s)",
+            version,
+            *done,
+        )
+        return None
+    silver = delta.read(spark, tables.silver, as_of=version)
+    rows = _labelled_rows(silver, spec, ds.keys, ds.name)
+    # The columns training reads, cached: every fold and candidate scans them.
+    wanted = [*ds.keys, spec.label, *spec.features.input_columns(), SPLIT, FOLD]
+    data = rows.select(*dict.fromkeys(wanted)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        # The champion is scored on the same test rows with every silver column:
+        # it may read columns this config does not.
+        return _train(
+            spark, cfg, spec, data, rows.where(F.col(SPLIT) == TEST), tables.silver, version
+        )
+    finally:
+        data.unpersist()
+
+
+def config_sha256(cfg: JobConfig) -> str:
+    """Hash of the validated dataset config (defaults filled in, formatting ignored)."""
+    return hashlib.sha256(cfg.dataset.model_dump_json().encode()).hexdigest()
+
+
+def _labelled_rows(silver: DataFrame, spec: TrainConfig, keys: list[str], name: str) -> DataFrame:
+    label_type = silver.schema[spec.label].dataType
+    if not isinstance(label_type, T.NumericType | T.BooleanType):
+        raise SchemaMismatch(
+            f"{name}: train.label {spec.label!r} is {label_type.simpleString()}; "
+            "it must be numeric (classes 0..k-1 for classification)"
+        )
+    rows = silver
+    if spec.where:
+        try:
+            rows = rows.where(spec.where)
+            rows.schema  # noqa: B018 - analyse now: a bad predicate is a config error
+        except AnalysisException as exc:
+            raise ConfigError(f"{name}: train.where: {exc}".splitlines()[0]) from None
+    rows = rows.withColumn(spec.label, F.col(spec.label).cast("double"))
+    # Rows without a label stay in silver; they cannot be learnt from.
+    return assign(rows.where(F.col(spec.label).isNotNull()), keys, spec.split, spec.label)
+
+
+def _train(
+    spark: SparkSession,
+    cfg: JobConfig,
+    spec: TrainConfig,
+    data: DataFrame,
+    full_test_rows: DataFrame,
+    table: str,
+    version: int,
+) -> TrainResult:
+    ds = cfg.dataset
+    counts = {r[SPLIT]: int(r["count"]) for r in data.groupBy(SPLIT).count().collect()}
+    split_counts = {s: counts.get(s, 0) for s in (TRAIN, VALIDATION, TEST)}
+    log.info(
+        "train: silver v%d, %s rows: train %d, validation %d, test %d",
+        version,
+        spec.where or "all",
+        *split_counts.values(),
+    )
+    if split_counts[TRAIN] == 0 or split_counts[TEST] == 0:
+        raise InputNotFound(f"{ds.name}: no rows to train or test on ({split_counts})")
+    train = data.where(F.col(SPLIT) == TRAIN)
+    n_classes = _classes(train, spec, ds.name)
+    specs = candidates(spec.models, spec.search)
+    stages = build_stages(spec.features, spec.task, spec.label)
+    parallelism = spec.search.parallelism or cores(spark)
+    model_name = spec.registry.model_name or ds.name
+    config_json = ds.model_dump_json()
+    tags = {
+        "lakeforge.dataset": ds.name,
+        "lakeforge.config_sha256": config_sha256(cfg),
+        "lakeforge.env": cfg.env,
+    }
+    with runs.start(
+        cfg.settings.mlflow.tracking_uri, ds.name, f"train-{ds.name}-silver-v{version}"
+    ) as parent:
+        runs.log_inputs(train, table, version, f"{ds.name}-silver", tags)
+        mlflow.log_params(
+            {
+                "task": spec.task,
+                "label": spec.label,
+                "where": spec.where or "",
+                "split": spec.split.model_dump_json(),
+                "search": spec.search.model_dump_json(),
+                "metric": spec.metric,
+                "candidates": len(specs),
+                "rows_train": split_counts[TRAIN],
+                "rows_validation": split_counts[VALIDATION],
+                "rows_test": split_counts[TEST],
+            }
+        )
+        mlflow.log_text(json.dumps(json.loads(config_json), indent=2), "config/dataset.json")
+        with timed(log, "train: cross-validated search") as stats:
+            result = cross_validate(
+                train,
+                stages,
+                specs,
+                task=spec.task,
+                label=spec.label,
+                metric_name=spec.metric,
+                smaller_is_better=spec.smaller_is_better,
+                folds=spec.split.folds,
+                parallelism=min(parallelism, len(specs)),
+                seed=spec.split.seed,
+                n_classes=n_classes,
+            )
+            assert result.best is not None
+            stats.update(best=result.best.spec.label, cv=round(result.best.mean, 4))
+        runs.log_candidates(result.scores, spec.metric)
+        best = result.best
+        mlflow.log_params({"best": best.spec.label, "best_estimator": best.spec.estimator})
+        mlflow.log_metrics({f"cv_{spec.metric}_mean": best.mean, f"cv_{spec.metric}_std": best.std})
+        with timed(log, f"train: refit {best.spec.label} on the train split"):
+            model = _fit(stages, best.spec, spec, train, n_classes)
+        test_rows = data.where(F.col(SPLIT) == TEST)
+        with timed(log, "train: evaluate on the test split") as stats:
+            scored = model.transform(test_rows).persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                test_metrics = evaluate(scored, spec.task, spec.label)
+                names = feature_names(scored.schema, _numeric_columns(spec))
+                weights = importances(model, names)
+                figures = plots.figures(scored, spec.task, spec.label, weights)
+            finally:
+                scored.unpersist()
+            stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
+        validation_metrics: dict[str, float] = {}
+        if split_counts[VALIDATION]:
+            validation_metrics = evaluate(
+                model.transform(data.where(F.col(SPLIT) == VALIDATION)), spec.task, spec.label
+            )
+        mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+        mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
+        runs.log_figures(figures)
+        runs.log_json([{"feature": n, "weight": w} for n, w in weights], "feature_importance.json")
+        with timed(log, "train: log and register the model"):
+            example = test_rows.drop(SPLIT, FOLD, spec.label).limit(20)
+            model_uri = runs.log_model(
+                model, example, model.transform(example).select("prediction")
+            )
+            registered = mlflow.register_model(model_uri, model_name)
+        decision = registry.gate(
+            MlflowClient(),
+            model_name,
+            str(registered.version),
+            metric=spec.metric,
+            value=test_metrics[spec.metric],
+            smaller_is_better=spec.smaller_is_better,
+            margin=spec.registry.margin,
+            score_champion=lambda v: _score_version(model_name, v, full_test_rows, spec),
+        )
+        mlflow.set_tags(
+            {"lakeforge.model_version": decision.version, "lakeforge.promoted": decision.promoted}
+        )
+        run_id = str(parent.info.run_id)
+    log.info(
+        "train: %s v%s, test %s %.4f, run %s",
+        model_name,
+        decision.version,
+        spec.metric,
+        test_metrics[spec.metric],
+        run_id,
+    )
+    return TrainResult(
+        run_id=run_id,
+        model_uri=model_uri,
+        model_name=model_name,
+        model_version=decision.version,
+        silver_version=version,
+        split_counts=split_counts,
+        best=best.spec.label,
+        test_metrics=test_metrics,
+        validation_metrics=validation_metrics,
+        search=result,
+        decision=decision,
+    )
+
+
+def _fit(
+    stages: list[PipelineStage],
+    chosen: CandidateSpec,
+    spec: TrainConfig,
+    train: DataFrame,
+    n_classes: int,
+) -> PipelineModel:
+    """Features and the chosen estimator fitted on the whole train split, as one
+    PipelineModel (the artefact scoring uses)."""
+    start = time.perf_counter()
+    featurizer = Pipeline(stages=stages).fit(train)
+    features = featurizer.transform(train).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        size = int(features.schema["features"].metadata.get("ml_attr", {}).get("num_attrs", 0))
+        estimator = build(
+            chosen.estimator,
+            spec.task,
+            chosen.params,
+            label=spec.label,
+            n_features=size,
+            n_classes=n_classes,
+            seed=spec.split.seed,
+        )
+        fitted = estimator.fit(features)
+    finally:
+        features.unpersist()
+    log.debug("train: refit in %.1fs", time.perf_counter() - start)
+    return PipelineModel(stages=[*featurizer.stages, fitted])
+
+
+def _classes(train: DataFrame, spec: TrainConfig, name: str) -> int:
+    """Number of classes (0 for regression); classification labels must be 0..k-1."""
+    if spec.task == "regression":
+        return 0
+    labels = sorted(float(r[0]) for r in train.select(spec.label).distinct().collect())
+    expected = [float(i) for i in range(len(labels))]
+    if labels != expected or (spec.task == "binary" and len(labels) != 2):
+        shown = ", ".join(f"{v:g}" for v in labels[:10])
+        raise SchemaMismatch(
+            f"{name}: train.label {spec.label!r} holds {shown}; a {spec.task} label must be "
+            f"{'0 and 1' if spec.task == 'binary' else '0..k-1'}"
+        )
+    return len(labels)
+
+
+def _numeric_columns(spec: TrainConfig) -> list[str]:
+    return list(spec.features.numeric.columns) if spec.features.numeric else []
+
+
+def _score_version(name: str, version: str, rows: DataFrame, spec: TrainConfig) -> float:
+    model = mlflow.spark.load_model(f"models:/{name}/{version}")
+    return metric(model.transform(rows), spec.task, spec.label, spec.metric)

@@ -1,0 +1,1 @@
+"""MLflow runs, logged inputs and the registry gate."""

@@ -1,0 +1,94 @@
+"""The model registry: register a trained model and move the `champion` alias
+only when the new model beats the current champion on the same test rows.
+
+Aliases, not stages (deprecated in MLflow): `champion` is what predict
+loads; a registered model that did not win gets `challenger`. The alias moves
+last, after the model and all its metrics are logged, so a crash earlier
+leaves the champion where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from lakeforge.evaluation.metrics import better
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    version: str
+    metric: str
+    value: float
+    champion_version: str | None
+    champion_value: float | None
+    reason: str
+
+
+def champion_version(client: MlflowClient, name: str) -> str | None:
+    """The version holding the champion alias, None when there is none yet."""
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def gate(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    metric: str,
+    value: float,
+    smaller_is_better: bool,
+    margin: float,
+    score_champion: Callable[[str], float],
+) -> GateDecision:
+    """Give `version` the champion alias if there is no champion, or if it beats
+    the champion's `metric` (recomputed by `score_champion` on the same test
+    rows) by more than `margin`; else the challenger alias. A champion that
+    cannot be scored keeps its alias."""
+    current = champion_version(client, name)
+    if current is None:
+        decision = GateDecision(True, version, metric, value, None, None, "no champion yet")
+    else:
+        try:
+            theirs = score_champion(current)
+        except Exception as exc:
+            # An old champion that cannot score today's rows (columns renamed,
+            # say) is not beaten by default: moving the serving alias is left
+            # to a person, who can set it by hand in the MLflow UI or client.
+            log.error(
+                "registry: champion v%s cannot score the test rows, alias not moved: %s",
+                current,
+                str(exc).splitlines()[0],
+            )
+            theirs = math.nan
+        target = theirs - margin if smaller_is_better else theirs + margin
+        wins = not math.isnan(theirs) and better(value, target, smaller_is_better)
+        reason = (
+            f"{metric} {value:.4f} vs champion v{current} {theirs:.4f} "
+            f"(margin {margin}): {'beats' if wins else 'does not beat'} it"
+        )
+        decision = GateDecision(wins, version, metric, value, current, theirs, reason)
+    client.set_registered_model_alias(name, CHAMPION if decision.promoted else CHALLENGER, version)
+    client.set_model_version_tag(name, version, "lakeforge.gate", decision.reason)
+    log.info(
+        "registry: %s v%s %s (%s)",
+        name,
+        version,
+        "is the champion" if decision.promoted else "stays challenger",
+        decision.reason,
+    )
+    return decision

@@ -1,0 +1,127 @@
+"""MLflow runs of a training: the parent run, child runs per candidate, what
+they record so that a model can be rebuilt (config and its hash, the Delta
+table and version read, seeds, library versions) and the Spark model itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import warnings
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import mlflow
+from matplotlib.figure import Figure
+from mlflow.data.spark_dataset import from_spark
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame
+
+from lakeforge.tuning.search import CandidateScore
+
+log = logging.getLogger(__name__)
+
+# MLflow's own chatter (pip inference notices, progress bars) is not for operators.
+for _noisy in ("mlflow", "alembic"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+LIBRARIES = ("pyspark", "delta-spark", "mlflow", "great-expectations", "lakeforge", "numpy")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def start(tracking_uri: str, experiment: str, run_name: str) -> Any:
+    """Point MLflow at `tracking_uri` and open the parent run of a training."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    return mlflow.start_run(run_name=run_name)
+
+
+def find_trained(
+    tracking_uri: str, experiment: str, silver_version: int, config_sha256: str
+) -> tuple[str, str] | None:
+    """(run id, model version) of a finished training on this silver version
+    with this config, if there is one: training it again would repeat it."""
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        return None
+    found = mlflow.search_runs(
+        experiment_names=[experiment],
+        filter_string=(
+            f"tags.`lakeforge.silver_version` = '{silver_version}' AND "
+            f"tags.`lakeforge.config_sha256` = '{config_sha256}' AND "
+            "attributes.status = 'FINISHED'"
+        ),
+        output_format="list",
+    )
+    for run in found:
+        version = run.data.tags.get("lakeforge.model_version")
+        if version:
+            return str(run.info.run_id), str(version)
+    return None
+
+
+def log_inputs(df: DataFrame, table: str, version: int, name: str, tags: Mapping[str, str]) -> None:
+    """The Delta table and version the training read (rebuild it by time travel)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pandas schema hints, see log_model
+        dataset = from_spark(df, path=table, version=str(version), name=name)
+    mlflow.log_input(dataset, context="training")
+    mlflow.set_tags({"lakeforge.silver_table": table, "lakeforge.silver_version": str(version)})
+    mlflow.set_tags(dict(tags))
+    mlflow.log_params({f"lib.{k}": v for k, v in library_versions().items()})
+
+
+def log_candidates(scores: list[CandidateScore], metric: str) -> None:
+    """One child run per candidate: its params, fold metrics, mean and std."""
+    for score in scores:
+        with mlflow.start_run(run_name=score.spec.label, nested=True):
+            mlflow.log_params({"estimator": score.spec.estimator, **_flat(score.spec.params)})
+            for fold, value in enumerate(score.fold_metrics):
+                mlflow.log_metric(f"cv_{metric}", value, step=fold)
+            mlflow.log_metrics({f"cv_{metric}_mean": score.mean, f"cv_{metric}_std": score.std})
+            mlflow.log_metric("fit_seconds", score.fit_seconds)
+
+
+def log_figures(figures: Mapping[str, Figure]) -> None:
+    for file_name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{file_name}")
+
+
+def log_model(model: PipelineModel, example: DataFrame, scored: DataFrame) -> str:
+    """Log the fitted PipelineModel (Spark flavour, with signature); its URI."""
+    from mlflow.models import infer_signature
+
+    requirements = [
+        f"{k}=={v}" for k, v in library_versions().items() if k in ("pyspark", "mlflow")
+    ]
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; Spark
+        # scoring does not go through pandas, so the hint does not apply.
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, scored)
+        # Spark saves the model through a DFS temp dir first (MLFLOW_DFS_TMP, a
+        # path every executor can write on a cluster), then MLflow copies it.
+        info = mlflow.spark.log_model(
+            model, artifact_path="model", signature=signature, pip_requirements=requirements
+        )
+    return str(info.model_uri)
+
+
+def log_json(data: object, artifact_file: str) -> None:
+    mlflow.log_text(json.dumps(data, indent=2, default=str), artifact_file)
+
+
+def _flat(params: Mapping[str, object]) -> dict[str, str]:
+    return {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in params.items()}

@@ -1,0 +1,1 @@
+"""Cross-validated model search over the cluster."""
