@@ -58,3 +58,20 @@ def test_date_parts_keeps_its_params_through_save_and_load(tmp_path: Path) -> No
     loaded = DateParts.load(str(tmp_path / "parts"))
     assert loaded.getInputCol() == "when"
     assert loaded.outputCols() == ["when_month", "when_hour"]
+
+
+def test_variance_selection_drops_a_constant_feature_and_keeps_names(
+    spark: SparkSession,
+) -> None:
+    spec = Features.model_validate(
+        {
+            "numeric": {"columns": ["x", "flat"], "impute": "none", "scale": "none"},
+            "select": {"method": "variance", "threshold": 0.0},
+        }
+    )
+    rows = spark.createDataFrame(
+        [(float(i), 1.0, i % 2) for i in range(20)], "x double, flat double, y int"
+    )
+    scored = Pipeline(stages=build_stages(spec, "binary", "y")).fit(rows).transform(rows)
+    assert {r[FEATURES].size for r in scored.select(FEATURES).collect()} == {1}
+    assert feature_names(scored.schema, ["x", "flat"]) == ["x"]

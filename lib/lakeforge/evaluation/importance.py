@@ -29,6 +29,10 @@ def _readable(name: str, numeric_columns: Sequence[str]) -> str:
     match = _NUMERIC.match(name)
     if match and int(match.group(1)) < len(numeric_columns):
         return numeric_columns[int(match.group(1))]
+    for prefix in ("__numeric_scaled_", "__numeric_"):  # an unscaled block keeps names
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
     if "__bucket__ohe_" in name:
         column, _, edges = name.partition("__bucket__ohe_")
         return f"{column} bucket [{edges})"
