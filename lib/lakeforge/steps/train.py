@@ -99,8 +99,12 @@ def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
 
 
 def config_sha256(cfg: JobConfig) -> str:
-    """Hash of the validated dataset config (defaults filled in, formatting ignored)."""
-    return hashlib.sha256(cfg.dataset.model_dump_json().encode()).hexdigest()
+    """Hash of what decides the model: the keys (they place rows in splits) and
+    the validated `train` section (defaults filled in, formatting ignored).
+    Changing predict or monitor settings does not call for a new model."""
+    ds = cfg.dataset
+    decisive = {"keys": ds.keys, "train": ds.train.model_dump() if ds.train else None}
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
 
 
 def _labelled_rows(silver: DataFrame, spec: TrainConfig, keys: list[str], name: str) -> DataFrame:
