@@ -6,4 +6,4 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/setup.sh"
 cd "$root"
-exec "${LAKEFORGE_VENV:-$root/.venv}/bin/lakeforge" pipeline --dataset conf/datasets/flights.yaml "$@"
+exec "${LAKEFORGE_VENV:-$root/.venv}/bin/lakeforge" pipeline --dataset conf/datasets/flights.yaml --retrain-on-drift "$@"

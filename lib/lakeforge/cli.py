@@ -42,10 +42,28 @@ def _train(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> Non
     train.run(spark, cfg)
 
 
+def _predict(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import predict
+
+    predict.run(spark, cfg, batch_id=args.batch_id)
+
+
+def _monitor(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import monitor
+
+    monitor.run(spark, cfg, batch_id=args.batch_id)
+
+
 def _pipeline(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
     from lakeforge.steps import pipeline
 
-    pipeline.run(spark, cfg, input_path=args.input, batch_id=args.batch_id)
+    pipeline.run(
+        spark,
+        cfg,
+        input_path=args.input,
+        batch_id=args.batch_id,
+        retrain_on_drift=getattr(args, "retrain_on_drift", False),
+    )
 
 
 STEPS: dict[str, tuple[StepFn, str]] = {
@@ -70,9 +88,25 @@ STEPS: dict[str, tuple[StepFn, str]] = {
         "champion on the same test rows. Skipped when this silver version and config "
         "already have a model.",
     ),
+    "predict": (
+        _predict,
+        "Score the silver rows of predict.where with the champion model (or "
+        "predict.model_version) into the gold predictions Delta table, with lineage "
+        "columns. --batch-id names the batch (default silver-vN); re-running a batch "
+        "replaces its rows, or does nothing if the same model already scored it.",
+    ),
+    "monitor": (
+        _monitor,
+        "Drift (PSI, KS) of every model input and of the prediction between the model's "
+        "training snapshot and a scored batch (--batch-id, default the latest), and the "
+        "batch's metrics once labels exist; rows to the monitoring Delta table and MLflow. "
+        "Exit 5 when a PSI passes monitor.psi_threshold (time to retrain).",
+    ),
     "pipeline": (
         _pipeline,
-        "Run every step in order on the dataset (today: ingest, clean, train).",
+        "Run every step in order on the dataset: ingest, clean, train, predict, monitor. "
+        "With --retrain-on-drift, drift past the threshold retrains on the training rows "
+        "plus the drifted batch and rescores it if the new model wins, instead of exit 5.",
     ),
 }
 
@@ -104,7 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_job_arguments(sub)
+        if name == "pipeline":
+            add_pipeline_arguments(sub)
     return parser
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retrain-on-drift",
+        action="store_true",
+        help="when monitor finds drift, retrain (training rows + the batch) instead of exit 5",
+    )
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,6 +180,8 @@ def run_job(step: str, argv: Sequence[str]) -> int:
     """Parse `argv` for `step`, run it, and return the process exit code."""
     parser = argparse.ArgumentParser(prog=f"jobs/{step}.py", description=STEPS[step][1])
     add_job_arguments(parser)
+    if step == "pipeline":
+        add_pipeline_arguments(parser)
     return _run(step, parser.parse_args(list(argv)))
 
 

@@ -55,3 +55,9 @@ class DataQualityFailure(LakeforgeError):
     """A data-quality rule of severity `fail` fired; silver was not changed (exit 4)."""
 
     exit_code = 4
+
+
+class DriftDetected(LakeforgeError):
+    """Monitor found drift past the configured threshold: time to retrain."""
+
+    exit_code = 5

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lakeforge.config.base import Model
 from lakeforge.config.cleaning import CleanSteps, Rule
+from lakeforge.config.scoring import MonitorConfig, PredictConfig
 from lakeforge.config.training import TrainConfig
 
 # Column types a dataset schema may name; `decimal(p,s)` is checked by regex.
@@ -149,6 +150,8 @@ class DatasetConfig(Model):
     clean: CleanSteps = Field(default_factory=CleanSteps)
     rules: list[Rule] = Field(default_factory=list)
     train: TrainConfig | None = None
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> DatasetConfig:

@@ -61,6 +61,25 @@ def append(
     writer.save(path)
 
 
+def replace_where(
+    df: DataFrame, path: str, predicate: str, partition_by: Sequence[str] = ()
+) -> None:
+    """Replace the rows of the table at `path` matching `predicate` with `df`
+    (created, partitioned by `partition_by`, if absent) in one atomic commit:
+    re-running a batch replaces it instead of adding it twice. Conflicting
+    concurrent writers are retried with backoff."""
+    spark = df.sparkSession
+
+    def attempt() -> None:
+        writer = df.write.format("delta")
+        if not is_table(spark, path):
+            writer.mode("errorifexists").partitionBy(*partition_by).save(path)
+        else:
+            writer.mode("overwrite").option("replaceWhere", predicate).save(path)
+
+    with_retry(attempt, what=f"replace {predicate} in {path}")
+
+
 @dataclass(frozen=True)
 class MergeCounts:
     inserted: int

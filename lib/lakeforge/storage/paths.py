@@ -76,6 +76,11 @@ class Tables:
         return self._at("_quality")
 
     @property
+    def reports(self) -> str:
+        """Run reports of the pipeline (markdown + plots)."""
+        return self._at("_reports")
+
+    @property
     def staging(self) -> str:
         """Scratch space: members extracted from zip archives."""
         return self._at("_staging")

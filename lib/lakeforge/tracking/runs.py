@@ -77,7 +77,7 @@ def log_inputs(df: DataFrame, table: str, version: int, name: str, tags: Mapping
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # pandas schema hints, see log_model
         dataset = from_spark(df, path=table, version=str(version), name=name)
-    mlflow.log_input(dataset, context="training")
+        mlflow.log_input(dataset, context="training")
     mlflow.set_tags({"lakeforge.silver_table": table, "lakeforge.silver_version": str(version)})
     mlflow.set_tags(dict(tags))
     mlflow.log_params({f"lib.{k}": v for k, v in library_versions().items()})

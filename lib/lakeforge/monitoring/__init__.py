@@ -1,0 +1,1 @@
+"""Drift of features and predictions, and the retrain signal."""

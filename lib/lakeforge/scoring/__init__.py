@@ -1,0 +1,1 @@
+"""Batch scoring with lineage columns."""

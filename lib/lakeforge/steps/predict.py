@@ -1,0 +1,114 @@
+"""Predict: the serving model scores a batch of silver rows into the gold
+predictions table.
+
+A batch is written with `replaceWhere` on its batch id, so re-running it
+replaces its rows instead of adding them twice; when the batch was already
+scored by the same model version from the same silver version the job does
+nothing at all (no new table version).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakeforge.config import JobConfig
+from lakeforge.errors import ConfigError, InputNotFound, ReconciliationError
+from lakeforge.logs import timed
+from lakeforge.scoring.batch import PARTITION, Lineage, score
+from lakeforge.storage import delta
+from lakeforge.storage.paths import tables_for
+from lakeforge.tracking.models import serving_model
+
+log = logging.getLogger(__name__)
+
+_BATCH_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    batch_id: str
+    rows: int
+    model_name: str
+    model_version: str
+    source_version: int
+    table_version: int | None
+    skipped: bool = False
+
+
+def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> PredictResult:
+    """Score the silver rows of `predict.where` with the serving model.
+
+    Raises ConfigError (no train section, a bad batch id or `where`),
+    InputNotFound (no silver table, no champion), ReconciliationError.
+    """
+    ds = cfg.dataset
+    if ds.train is None:
+        raise ConfigError(f"{ds.name}: predict needs the `train` section (the model's name)")
+    tables = tables_for(cfg.settings, ds.name)
+    version = delta.version(spark, tables.silver)
+    if version is None:
+        raise InputNotFound(f"silver table {tables.silver} does not exist: run clean first")
+    batch = batch_id or f"silver-v{version}"
+    if not _BATCH_ID.match(batch):
+        raise ConfigError(f"--batch-id {batch!r}: use letters, digits and _ . : - only")
+    name = ds.train.registry.model_name or ds.name
+    model = serving_model(cfg.settings.mlflow.tracking_uri, name, ds.predict.model_version)
+    if _already_scored(spark, tables.predictions, batch, model.version, version):
+        log.info(
+            "predict: nothing new: batch %s already scored by %s v%s from silver v%d",
+            batch,
+            name,
+            model.version,
+            version,
+        )
+        return PredictResult(
+            batch, 0, name, model.version, version, delta.version(spark, tables.predictions), True
+        )
+    rows = delta.read(spark, tables.silver, as_of=version)
+    if ds.predict.where:
+        try:
+            rows = rows.where(ds.predict.where)
+        except AnalysisException as exc:
+            raise ConfigError(f"{ds.name}: predict.where: {exc}".splitlines()[0]) from None
+    lineage = Lineage(
+        model_name=name,
+        model_version=model.version,
+        run_id=model.run_id,
+        source_table=tables.silver,
+        source_version=version,
+        batch_id=batch,
+        scored_at=datetime.now(UTC).replace(tzinfo=None),
+    )
+    with timed(log, f"predict: batch {batch} with {name} v{model.version}") as stats:
+        expected = rows.count()
+        scored = score(model.load(), rows, ds.keys, lineage)
+        delta.replace_where(scored, tables.predictions, f"_batch_id = '{batch}'", [PARTITION])
+        written = delta.read(spark, tables.predictions).where(F.col("_batch_id") == batch).count()
+        stats.update(rows=written, silver_version=version)
+    if written != expected:
+        raise ReconciliationError(
+            f"predict: batch {batch}: {expected} silver rows but {written} predictions"
+        )
+    return PredictResult(
+        batch, written, name, model.version, version, delta.version(spark, tables.predictions)
+    )
+
+
+def _already_scored(
+    spark: SparkSession, table: str, batch: str, model_version: str, source_version: int
+) -> bool:
+    if not delta.is_table(spark, table):
+        return False
+    same = delta.read(spark, table).where(
+        (F.col("_batch_id") == batch)
+        & (F.col("_model_version") == model_version)
+        & (F.col("_source_version") == source_version)
+    )
+    return not same.isEmpty()

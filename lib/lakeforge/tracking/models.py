@@ -1,0 +1,60 @@
+"""Which registered model version scores, and what its training run recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from pyspark.ml import PipelineModel
+
+from lakeforge.errors import InputNotFound
+from lakeforge.tracking.registry import CHAMPION
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    name: str
+    version: str
+    run_id: str
+    silver_table: str  # what it was trained on
+    silver_version: int
+    train_where: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def load(self) -> PipelineModel:
+        model: PipelineModel = mlflow.spark.load_model(self.uri)
+        return model
+
+
+def serving_model(tracking_uri: str, name: str, version: int | None) -> ServingModel:
+    """The pinned `version` of model `name`, or the one holding the champion alias.
+
+    Raises InputNotFound when there is no such version or no champion yet.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    try:
+        found = (
+            client.get_model_version(name, str(version))
+            if version is not None
+            else client.get_model_version_by_alias(name, CHAMPION)
+        )
+    except MlflowException:
+        wanted = f"version {version}" if version is not None else f"a {CHAMPION} alias"
+        raise InputNotFound(
+            f"model {name!r} has no {wanted} in {tracking_uri}: run train first"
+        ) from None
+    run = client.get_run(str(found.run_id))
+    return ServingModel(
+        name=name,
+        version=str(found.version),
+        run_id=str(found.run_id),
+        silver_table=run.data.tags.get("lakeforge.silver_table", ""),
+        silver_version=int(run.data.tags.get("lakeforge.silver_version", "0")),
+        train_where=run.data.params.get("where", ""),
+    )

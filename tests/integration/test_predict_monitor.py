@@ -1,0 +1,124 @@
+"""Predict and monitor on a small silver table: gold rows carry their lineage
+and equal the model's own output, a re-run adds nothing, and drift is near
+zero for rows like the training ones and high for a shifted batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakeforge.config import JobConfig
+from lakeforge.errors import DriftDetected
+from lakeforge.steps import monitor, predict, train
+from lakeforge.storage import delta
+from lakeforge.storage.paths import tables_for
+from tests.helpers import job_config, write_scores_dataset
+from tests.integration.test_train import _scores
+
+pytestmark = pytest.mark.integration
+
+LINEAGE = {
+    "_model_name",
+    "_model_version",
+    "_run_id",
+    "_source_table",
+    "_source_version",
+    "_batch_id",
+    "_scored_at",
+    "_batch_date",
+}
+
+
+def _with_batch(cfg: JobConfig, where: str) -> JobConfig:
+    ds = cfg.dataset.model_copy(
+        update={"predict": cfg.dataset.predict.model_copy(update={"where": where})}
+    )
+    return JobConfig(cfg.settings, ds, cfg.env, cfg.files)
+
+
+def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Path) -> None:
+    base = job_config(
+        write_scores_dataset(
+            tmp_path / "conf",
+            where="id < 4000",
+            models=[{"estimator": "logistic_regression", "params": {"regParam": 0.01}}],
+        )
+    )
+    tables = tables_for(base.settings, "scores")
+    delta.append(_scores(spark), tables.silver)
+    trained = train.run(spark, base)
+    assert trained is not None
+
+    # A batch from the same population as the training rows.
+    same = _with_batch(base, "id >= 4000")
+    first = predict.run(spark, same, batch_id="same")
+    assert first.rows == 2000
+    gold = delta.read(spark, tables.predictions)
+    assert set(gold.columns) >= LINEAGE
+    row = gold.first()
+    assert row is not None
+    assert (row["_model_name"], row["_model_version"], row["_run_id"]) == (
+        "scores",
+        trained.model_version,
+        trained.run_id,
+    )
+    assert (row["_source_table"], row["_source_version"]) == (tables.silver, 0)
+
+    # The gold rows are exactly what the model's PipelineModel gives on the same rows.
+    expected = (
+        trained_model(trained.model_uri)
+        .transform(delta.read(spark, tables.silver).where("id >= 4000"))
+        .select("id", "prediction", vector_to_array("probability").alias("probability"))
+    )
+    joined = gold.alias("g").join(expected.alias("e"), "id")
+    assert joined.count() == 2000
+    assert joined.where("g.prediction != e.prediction").isEmpty()
+    assert joined.where("abs(g.probability[1] - e.probability[1]) > 1e-9").isEmpty()
+
+    # Re-running the batch adds nothing (not even a table version).
+    version = delta.version(spark, tables.predictions)
+    again = predict.run(spark, same, batch_id="same")
+    assert again.skipped
+    assert delta.version(spark, tables.predictions) == version
+    assert delta.read(spark, tables.predictions).count() == 2000
+
+    quiet = monitor.run(spark, same, "same")
+    assert quiet.drifted == []
+    assert all(d.psi < 0.1 for d in quiet.drifts)
+    assert quiet.performance["roc_auc"] > 0.75  # labels are known: performance is measured
+
+    # A later batch where x1 moved by two standard deviations.
+    shifted_rows = _scores(spark, 1500).select(
+        (F.col("id") + 10_000).alias("id"),
+        (F.col("x1") + 2.0).alias("x1"),
+        "x2",
+        "noise",
+        "segment",
+        "y",
+    )
+    delta.append(shifted_rows, tables.silver)
+    shifted = _with_batch(base, "id >= 10000")
+    predict.run(spark, shifted, batch_id="shifted")
+    with pytest.raises(DriftDetected, match=r"PSI above 0.2 for .*x1"):
+        monitor.run(spark, shifted, "shifted")
+    stored = delta.read(spark, tables.monitoring).where("batch_id = 'shifted' AND measure = 'psi'")
+    by_subject = {r["subject"]: r["value"] for r in stored.collect()}
+    assert by_subject["x1"] > 0.5
+    assert by_subject["noise"] < 0.1
+    assert "prediction" in by_subject
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("scores").experiment_id],
+        "tags.`lakeforge.step` = 'monitor'",
+    )
+    assert len(runs) == 2
+
+
+def trained_model(uri: str):  # type: ignore[no-untyped-def]
+    import mlflow
+
+    return mlflow.spark.load_model(uri)
