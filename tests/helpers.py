@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakeforge.config import load_job_config
 from lakeforge.config.loader import JobConfig
@@ -89,3 +93,23 @@ def write_scores_dataset(conf_dir: Path, **train_changes: object) -> Path:
         name="scores",
         extra={"train": train_section(**train_changes)},
     )
+
+
+def scores_frame(spark: SparkSession, n: int = 6000) -> DataFrame:
+    """Rows whose label follows a known logistic model of x1, x2 and segment."""
+    rng = np.random.default_rng(20261124)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int32),
+            "x1": rng.normal(0, 1, n),
+            "x2": rng.normal(0, 2, n),
+            "noise": rng.normal(0, 1, n),
+            "segment": rng.choice(["north", "south", "east", "west"], n),
+        }
+    )
+    effect = frame["segment"].map({"north": 0.8, "south": -0.5, "east": 0.0, "west": 0.3})
+    logit = 1.2 * frame["x1"] - 0.6 * frame["x2"] + effect
+    frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int32)
+    frame.loc[rng.random(n) < 0.03, "x1"] = np.nan  # a few missing values to impute
+    df = spark.createDataFrame(frame)
+    return df.withColumn("x1", F.when(F.isnan("x1"), None).otherwise(F.col("x1")))

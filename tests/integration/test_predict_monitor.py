@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 from pyspark.ml.functions import vector_to_array
@@ -17,8 +18,7 @@ from lakeforge.errors import DriftDetected
 from lakeforge.steps import monitor, predict, train
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
-from tests.helpers import job_config, write_scores_dataset
-from tests.integration.test_train import _scores
+from tests.helpers import job_config, scores_frame, write_scores_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
         )
     )
     tables = tables_for(base.settings, "scores")
-    delta.append(_scores(spark), tables.silver)
+    delta.append(scores_frame(spark), tables.silver)
     trained = train.run(spark, base)
     assert trained is not None
 
@@ -71,7 +71,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
 
     # The gold rows are exactly what the model's PipelineModel gives on the same rows.
     expected = (
-        trained_model(trained.model_uri)
+        mlflow.spark.load_model(trained.model_uri)
         .transform(delta.read(spark, tables.silver).where("id >= 4000"))
         .select("id", "prediction", vector_to_array("probability").alias("probability"))
     )
@@ -93,7 +93,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
     assert quiet.performance["roc_auc"] > 0.75  # labels are known: performance is measured
 
     # A later batch where x1 moved by two standard deviations.
-    shifted_rows = _scores(spark, 1500).select(
+    shifted_rows = scores_frame(spark, 1500).select(
         (F.col("id") + 10_000).alias("id"),
         (F.col("x1") + 2.0).alias("x1"),
         "x2",
@@ -116,9 +116,3 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
         "tags.`lakeforge.step` = 'monitor'",
     )
     assert len(runs) == 2
-
-
-def trained_model(uri: str):  # type: ignore[no-untyped-def]
-    import mlflow
-
-    return mlflow.spark.load_model(uri)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -26,32 +26,12 @@ from lakeforge.split.assign import SPLIT, assign
 from lakeforge.steps import train
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
-from tests.helpers import job_config, write_scores_dataset
+from tests.helpers import job_config, scores_frame, write_scores_dataset
 
 pytestmark = pytest.mark.integration
 
 NUMERIC = ["x1", "x2", "noise"]
 SPLIT_SPEC = {"validation": 0.1, "test": 0.25, "folds": 3, "seed": 1}
-
-
-def _scores(spark: SparkSession, n: int = 6000) -> DataFrame:
-    """Rows whose label follows a known logistic model of x1, x2 and segment."""
-    rng = np.random.default_rng(20261124)
-    frame = pd.DataFrame(
-        {
-            "id": np.arange(n, dtype=np.int32),
-            "x1": rng.normal(0, 1, n),
-            "x2": rng.normal(0, 2, n),
-            "noise": rng.normal(0, 1, n),
-            "segment": rng.choice(["north", "south", "east", "west"], n),
-        }
-    )
-    effect = frame["segment"].map({"north": 0.8, "south": -0.5, "east": 0.0, "west": 0.3})
-    logit = 1.2 * frame["x1"] - 0.6 * frame["x2"] + effect
-    frame["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int32)
-    frame.loc[rng.random(n) < 0.03, "x1"] = np.nan  # a few missing values to impute
-    df = spark.createDataFrame(frame)
-    return df.withColumn("x1", F.when(F.isnan("x1"), None).otherwise(F.col("x1")))
 
 
 def _sklearn_auc(train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> float:
@@ -80,7 +60,7 @@ def test_training_matches_sklearn_is_tracked_and_gated(
         )
     )
     silver = tables_for(good.settings, "scores").silver
-    delta.append(_scores(spark), silver)
+    delta.append(scores_frame(spark), silver)
 
     first = train.run(spark, good)
     assert first is not None

@@ -236,7 +236,11 @@ def _performance(
         labelled = labelled.withColumn(
             "probability", array_to_vector(F.col("probability"))
         ).withColumn("rawPrediction", F.col("probability"))
-    return evaluate(labelled.cache(), spec.task, spec.label)
+    labelled = labelled.persist()  # one join, then a pass per metric
+    try:
+        return evaluate(labelled, spec.task, spec.label)
+    finally:
+        labelled.unpersist()
 
 
 def _latest_batch(gold: DataFrame) -> str:

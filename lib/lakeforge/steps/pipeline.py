@@ -123,11 +123,13 @@ def _retrain(spark: SparkSession, cfg: JobConfig, drifted: list[str], report: Pi
     assert ds.train is not None
     learn_from = " OR ".join(f"({w})" for w in (ds.train.where, ds.predict.where) if w) or None
     log.warning(
-        "pipeline: drift on %s: retraining on %s", ", ".join(drifted), learn_from or "all rows"
+        "pipeline: drift on %s: retrain on %s", ", ".join(drifted), learn_from or "all rows"
     )
     wider = ds.model_copy(update={"train": ds.train.model_copy(update={"where": learn_from})})
     retrained = train.run(spark, JobConfig(cfg.settings, wider, cfg.env, cfg.files))
-    if retrained is not None:
+    if retrained is None:
+        log.info("pipeline: a model trained on those rows exists already: nothing to retrain")
+    else:
         assert report.trained is not None
         report.trained.append(retrained)
         if retrained.decision.promoted:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 
 import mlflow
@@ -38,7 +37,13 @@ from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
 from lakeforge.tracking import registry, runs
-from lakeforge.tuning.search import CandidateSpec, SearchResult, candidates, cross_validate
+from lakeforge.tuning.search import (
+    CandidateSpec,
+    SearchResult,
+    candidates,
+    cross_validate,
+    vector_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +217,12 @@ def _train(
             stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
         validation_metrics: dict[str, float] = {}
         if split_counts[VALIDATION]:
-            validation_metrics = evaluate(
-                model.transform(data.where(F.col(SPLIT) == VALIDATION)), spec.task, spec.label
-            )
+            # cached: each metric is a pass, the feature stages should run once
+            held = model.transform(data.where(F.col(SPLIT) == VALIDATION)).persist()
+            try:
+                validation_metrics = evaluate(held, spec.task, spec.label)
+            finally:
+                held.unpersist()
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
         runs.log_figures(figures)
@@ -271,24 +279,21 @@ def _fit(
 ) -> PipelineModel:
     """Features and the chosen estimator fitted on the whole train split, as one
     PipelineModel (the artefact scoring uses)."""
-    start = time.perf_counter()
     featurizer = Pipeline(stages=stages).fit(train)
     features = featurizer.transform(train).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        size = int(features.schema["features"].metadata.get("ml_attr", {}).get("num_attrs", 0))
         estimator = build(
             chosen.estimator,
             spec.task,
             chosen.params,
             label=spec.label,
-            n_features=size,
+            n_features=vector_size(features),
             n_classes=n_classes,
             seed=spec.split.seed,
         )
         fitted = estimator.fit(features)
     finally:
         features.unpersist()
-    log.debug("train: refit in %.1fs", time.perf_counter() - start)
     return PipelineModel(stages=[*featurizer.stages, fitted])
 
 

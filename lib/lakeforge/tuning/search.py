@@ -112,7 +112,7 @@ def cross_validate(
         featurizer = Pipeline(stages=list(feature_stages)).fit(train.where(F.col(FOLD) != fold))
         fit_rows = _features(featurizer.transform(train.where(F.col(FOLD) != fold)), label)
         held_rows = _features(featurizer.transform(train.where(F.col(FOLD) == fold)), label)
-        n_features = _vector_size(fit_rows)
+        n_features = vector_size(fit_rows)
 
         fit_and_score = partial(
             _fit_and_score,
@@ -197,7 +197,9 @@ def _features(df: DataFrame, label: str) -> DataFrame:
     return narrow
 
 
-def _vector_size(df: DataFrame) -> int:
+def vector_size(df: DataFrame) -> int:
+    """Length of the `features` vectors of `df` (from Spark ML's metadata when
+    the stages wrote it, else from a row): the input size an MLP needs."""
     meta = df.schema[FEATURES].metadata.get("ml_attr", {})
     if "num_attrs" in meta:
         return int(meta["num_attrs"])
