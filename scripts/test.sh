@@ -6,7 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/setup.sh"
 cd "$root"
 venv=${LAKEFORGE_VENV:-$root/.venv}
-"$venv/bin/ruff" check lib jobs tests bench
-"$venv/bin/ruff" format --check lib jobs tests bench
+"$venv/bin/ruff" check lib jobs tests bench deploy
+"$venv/bin/ruff" format --check lib jobs tests bench deploy
 "$venv/bin/mypy"
 exec "$venv/bin/pytest" "$@"

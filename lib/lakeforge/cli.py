@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -140,7 +142,48 @@ def build_parser() -> argparse.ArgumentParser:
         add_job_arguments(sub)
         if name == "pipeline":
             add_pipeline_arguments(sub)
+    doctor = steps.add_parser(
+        "doctor",
+        help="Check that this machine can run the jobs",
+        description=DOCTOR_HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor.add_argument(
+        "--dataset", metavar="FILE", help="also validate this dataset config (and use its conf/)"
+    )
+    doctor.add_argument(
+        "--env", default="local", metavar="ENV", help="environment overlay to check (local)"
+    )
     return parser
+
+
+DOCTOR_HELP = (
+    "Check, without starting Spark, that this machine can run the jobs: Python and Java, "
+    "pyspark/delta-spark/MLflow/Great Expectations versions against the supported matrix, "
+    "the Delta jars, the Spark master of --env, the lakehouse (writable) and the MLflow "
+    "tracking store (reachable). Prints a fix for each failed check; exit 1 if any failed."
+)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from lakeforge.config.loader import conf_root_for, load_dataset, load_settings
+    from lakeforge.doctor import report, run_checks
+
+    configure()
+    try:
+        if args.dataset:
+            load_dataset(Path(args.dataset))
+            root = conf_root_for(Path(args.dataset))
+        else:
+            root = Path(os.environ.get("LAKEFORGE_CONF_DIR", "conf"))
+        settings, _ = load_settings(root, args.env)
+    except LakeforgeError as exc:
+        sys.stderr.write(f"lakeforge doctor: error: {exc}\n")
+        return exc.exit_code
+    checks = run_checks(settings)
+    sys.stdout.write(report(checks))
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +230,8 @@ def run_job(step: str, argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.step == "doctor":
+        return _doctor(args)
     return _run(args.step, args)
 
 

@@ -33,7 +33,8 @@ class Jar:
     group: str
     artifact: str
     version: str
-    sha256: str
+    # None: checked by Maven against Maven Central's own checksum (-C) only
+    sha256: str | None = None
 
     @property
     def coordinate(self) -> str:
@@ -63,6 +64,22 @@ DELTA_JARS: tuple[Jar, ...] = (
 )
 
 
+# S3A (s3a:// lakehouse on S3 or MinIO): the hadoop-aws of pyspark's Hadoop
+# client (3.5.0) and the AWS SDK v2 bundle it was built against. Fetched only
+# with `--with s3` (the Docker image does); the bundle is several hundred MB.
+S3A_JARS: tuple[Jar, ...] = (
+    Jar("org.apache.hadoop", "hadoop-aws", "3.5.0"),
+    Jar("software.amazon.awssdk", "bundle", "2.35.4"),
+)
+
+EXTRAS: dict[str, tuple[Jar, ...]] = {"s3": S3A_JARS}
+
+
+def wanted(extras: tuple[str, ...] = ()) -> tuple[Jar, ...]:
+    """The Delta jars plus those of the named extras (`s3`)."""
+    return DELTA_JARS + tuple(jar for name in extras for jar in EXTRAS[name])
+
+
 def jars_dir() -> Path:
     """The cache folder: `LAKEFORGE_JARS_DIR`, else `~/.cache/lakeforge/jars`."""
     env = os.environ.get("LAKEFORGE_JARS_DIR")
@@ -73,26 +90,26 @@ def jars_dir() -> Path:
 
 
 def _is_valid(path: Path, jar: Jar) -> bool:
-    return path.is_file() and sha256_of(path) == jar.sha256
+    return path.is_file() and (jar.sha256 is None or sha256_of(path) == jar.sha256)
 
 
-def delta_jar_paths(directory: Path | None = None) -> list[Path]:
-    """Paths of the cached Delta jars, checked to exist.
+def delta_jar_paths(directory: Path | None = None, extras: tuple[str, ...] = ()) -> list[Path]:
+    """Paths of the cached Delta jars (and extras), checked to exist.
 
     Raises SetupError naming the missing files and the command that fetches them.
     """
     directory = directory or jars_dir()
-    paths = [directory / jar.filename for jar in DELTA_JARS]
+    paths = [directory / jar.filename for jar in wanted(extras)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise SetupError(
-            f"Delta jars not found in {directory}: {', '.join(missing)}; "
+            f"jars not found in {directory}: {', '.join(missing)}; "
             "run scripts/setup.sh (or `python -m lakeforge.jars fetch`)"
         )
     return paths
 
 
-def fetch(directory: Path | None = None) -> list[Path]:
+def fetch(directory: Path | None = None, extras: tuple[str, ...] = ()) -> list[Path]:
     """Make sure every Delta jar is in the cache with the pinned checksum.
 
     Downloads what is missing with Maven (`mvn dependency:copy`, which also
@@ -100,7 +117,7 @@ def fetch(directory: Path | None = None) -> list[Path]:
     """
     directory = directory or jars_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    for jar in DELTA_JARS:
+    for jar in wanted(extras):
         target = directory / jar.filename
         if _is_valid(target, jar):
             continue
@@ -116,6 +133,7 @@ def fetch(directory: Path | None = None) -> list[Path]:
                 mvn,
                 "-q",
                 "-B",
+                "--strict-checksums",
                 f"{_DEPENDENCY_PLUGIN}:copy",
                 f"-Dartifact={jar.coordinate}:jar",
                 f"-DoutputDirectory={directory}",
@@ -129,7 +147,7 @@ def fetch(directory: Path | None = None) -> list[Path]:
             raise SetupError(f"Maven could not fetch {jar.coordinate}: " + " | ".join(tail))
         if not _is_valid(target, jar):
             raise SetupError(f"{target}: checksum differs from the pinned sha256 {jar.sha256}")
-    return delta_jar_paths(directory)
+    return delta_jar_paths(directory, extras)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
+import time
+import uuid
 from pathlib import Path
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from lakeforge.config.models import Settings
 from lakeforge.errors import SetupError
 from lakeforge.jars import delta_jar_paths
-from lakeforge.storage.paths import lakehouse_root
+from lakeforge.storage.paths import is_uri, lakehouse_root
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +70,26 @@ def session_conf(settings: Settings, submitted: bool) -> dict[str, str]:
     if not submitted:
         if master.startswith("local"):
             wanted.update(LOCAL_DEFAULTS)
-        wanted["spark.jars"] = ",".join(str(p) for p in delta_jar_paths())
+        # an s3a:// lakehouse needs the S3A jars too (`python -m lakeforge.jars fetch --with s3`)
+        extras = ("s3",) if lakehouse_root(settings).startswith("s3a://") else ()
+        wanted["spark.jars"] = ",".join(str(p) for p in delta_jar_paths(extras=extras))
         wanted["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile=file:{_LOG4J}"
     wanted["spark.sql.warehouse.dir"] = f"{lakehouse_root(settings)}/_warehouse"
     wanted.update(DELTA_CONF)
     wanted.update({k: _text(v) for k, v in settings.spark.conf.items()})
     if submitted:
-        given = dict(SparkConf().getAll())
+        given = submitted_conf()
         wanted = {k: v for k, v in wanted.items() if k not in given}
     return wanted
+
+
+def submitted_conf() -> dict[str, str]:
+    """The settings spark-submit gave (its --master, --conf, defaults file).
+
+    They live in the JVM spark-submit started; without the gateway a SparkConf
+    is an empty Python-side dict, so connect to it first."""
+    SparkContext._ensure_initialized()
+    return dict(SparkConf().getAll())
 
 
 def _text(value: str | int | float | bool) -> str:
@@ -96,20 +110,122 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     # Python workers must run this interpreter (the project's virtualenv), or
     # pandas UDFs fail with missing modules on a bare machine.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    wanted = session_conf(settings, submitted)
+    master = submitted_conf().get("spark.master", "") if submitted else settings.spark.master
+    check_master_reachable(master)  # before Spark tries (and retries for a minute)
     builder = SparkSession.builder.appName(app_name or settings.spark.app_name)
     if not submitted:
         builder = builder.master(settings.spark.master)
-    for key, value in session_conf(settings, submitted).items():
+    for key, value in wanted.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.spark.log_level)
-    _check_delta_on_classpath(spark)
+    try:
+        _check_delta_on_classpath(spark)
+        if _standalone_static(spark):
+            _wait_for_executors(spark, settings.spark.executor_wait_seconds)
+        if not (spark.sparkContext.master or "").startswith("local"):
+            check_lakehouse_visible(spark, lakehouse_root(settings))
+    except SetupError:
+        spark.stop()
+        raise
     log.info(
         "spark %s session: master=%s delta=on",
         spark.version,
         spark.sparkContext.master,
     )
     return spark
+
+
+def check_master_reachable(master: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming the master, when no `spark://` master answers.
+
+    Spark itself retries registration for a minute and then stops the context
+    under a running job; a TCP connect tells the same thing at once."""
+    if not master.startswith("spark://"):
+        return
+    problems = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            return
+        except (OSError, ValueError) as exc:
+            problems.append(f"{address}: {getattr(exc, 'strerror', None) or exc}")
+    raise SetupError(
+        f"Spark master {master} is unreachable ({'; '.join(problems)}): start the cluster "
+        "(scripts/cluster.sh start) or fix --master / spark.master"
+    )
+
+
+def _standalone_static(spark: SparkSession) -> bool:
+    """A standalone master without dynamic allocation: executors come at start."""
+    conf = spark.sparkContext.getConf()
+    return (spark.sparkContext.master or "").startswith("spark://") and conf.get(
+        "spark.dynamicAllocation.enabled", "false"
+    ) != "true"
+
+
+def executor_count(spark: SparkSession) -> int:
+    """Executors registered with the driver (the driver itself not counted)."""
+    jsc = spark.sparkContext._jsc
+    assert jsc is not None
+    return max(0, len(jsc.sc().statusTracker().getExecutorInfos()) - 1)
+
+
+def _wait_for_executors(spark: SparkSession, seconds: int) -> None:
+    """Bounded wait for the first executor: with no alive worker (or none with
+    the cores and memory asked for) Spark would wait forever."""
+    if seconds <= 0:
+        return
+    deadline = time.monotonic() + seconds
+    while executor_count(spark) == 0:
+        if time.monotonic() > deadline:
+            conf = spark.sparkContext.getConf()
+            raise SetupError(
+                f"no executor registered with {spark.sparkContext.master} within {seconds} s: "
+                "the master has no alive worker with the free cores and memory this job asks "
+                f"for (spark.executor.memory={conf.get('spark.executor.memory', '1g')}, "
+                f"spark.executor.cores={conf.get('spark.executor.cores', 'all')}); check the "
+                "master's web UI, or raise spark.executor_wait_seconds"
+            )
+        time.sleep(0.5)
+    time.sleep(1.0)  # the other executors of the app register within a moment
+    log.info("cluster: %d executor(s) registered", executor_count(spark))
+
+
+def check_lakehouse_visible(spark: SparkSession, root: str) -> None:
+    """On a cluster, a local lakehouse path must be the same shared folder on
+    every node: the driver writes a probe file and every executor must see it.
+
+    Without this, executors write table files into their own local disks and
+    the driver commits a Delta log pointing at files it cannot read."""
+    if is_uri(root) and not root.startswith("file:"):
+        return  # s3a://, abfss://, hdfs://: one namespace for every process
+    folder = Path(root.removeprefix("file://").removeprefix("file:")) / "_probe"
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / uuid.uuid4().hex
+    probe.write_text("lakeforge probe\n")
+    slots = max(2, executor_count(spark) * 2)
+    path = str(probe)
+
+    def sees(_: object) -> tuple[str, bool]:
+        import os as _os
+        import socket as _socket
+
+        return _socket.gethostname(), _os.path.exists(path)
+
+    try:
+        answers = spark.sparkContext.parallelize(range(slots), slots).map(sees).collect()
+    finally:
+        probe.unlink(missing_ok=True)
+    blind = sorted({host for host, seen in answers if not seen})
+    if blind:
+        raise SetupError(
+            f"the lakehouse {root} is not visible from the executors on {', '.join(blind)}: "
+            "a local path must be a shared file system mounted at the same path on every "
+            "node; otherwise use an object-store URI (s3a://, abfss://, gs://) as lakehouse"
+        )
 
 
 def _check_delta_on_classpath(spark: SparkSession) -> None:

