@@ -39,7 +39,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[loopback.Clust
     finally:
         loopback.stop(started)
         for pid in [started.master_pid, *started.worker_pids]:
-            assert not loopback._alive(pid), f"process {pid} of the cluster is still running"
+            assert not loopback.is_alive(pid), f"process {pid} of the cluster is still running"
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +166,7 @@ def test_unreachable_master_fails_at_once(py_files: Path, tmp_path: Path) -> Non
     dataset = _conf_root(tmp_path, _small_flights())
     master = f"spark://127.0.0.1:{loopback.free_port()}"  # nothing listens there
     done = _submit("ingest", master, dataset, py_files, tmp_path)
-    assert done.returncode == 1, (done.stdout + done.stderr)[-3000:]
-    assert f"Spark master {master} is unreachable" in done.stdout + done.stderr
+    _assert_failed_with(done, f"Spark master {master} is unreachable")
     assert not (tmp_path / "lake").exists()
 
 
@@ -175,19 +174,26 @@ def test_no_alive_worker_fails_within_the_wait(py_files: Path, tmp_path: Path) -
     lonely = loopback.start(tmp_path / "cluster", workers=1, memory="1g")
     try:
         loopback.kill(lonely.worker_pids[0])  # the worker dies before the job starts
-        loopback._wait(lambda: lonely.alive_workers() == 0, 60, "worker removal", lonely)
+        loopback.wait_until(lambda: lonely.alive_workers() == 0, 60, "worker removal", lonely)
         dataset = _conf_root(tmp_path, _small_flights(), executor_wait_seconds=10)
         done = _submit("ingest", lonely.master_url, dataset, py_files, tmp_path)
     finally:
         loopback.stop(lonely)
+    _assert_failed_with(done, f"no executor registered with {lonely.master_url} within 10 s")
+
+
+def _assert_failed_with(done: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit 1 with the one-line error lakeforge gives for a setup problem."""
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-3000:]
-    assert f"no executor registered with {lonely.master_url} within 10 s" in output
+    assert message in output
 
 
 def _can_unshare() -> bool:
+    if shutil.which("unshare") is None:
+        return False
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False)
-    return shutil.which("unshare") is not None and probe.returncode == 0
+    return probe.returncode == 0
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs unshare -m (mount namespaces)")
@@ -212,7 +218,5 @@ def test_lakehouse_the_executors_cannot_see_is_refused(py_files: Path, tmp_path:
         done = _submit("ingest", blind.master_url, dataset, py_files, tmp_path)
     finally:
         loopback.stop(blind)
-    output = done.stdout + done.stderr
-    assert done.returncode == 1, output[-3000:]
-    assert f"the lakehouse {lake} is not visible from the executors" in output
+    _assert_failed_with(done, f"the lakehouse {lake} is not visible from the executors")
     assert list(lake.iterdir()) == [lake / "_probe"]  # nothing written but the probe folder

@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def start_master(state_dir: Path, port: int = 0, webui_port: int = 0) -> Cluster
     )
     cluster = Cluster(str(state_dir), port, webui_port, pid)
     cluster.save()
-    _wait(lambda: _port_open(port) and _webui_up(cluster), 60, "the master", cluster)
+    wait_until(lambda: _port_open(port) and _webui_up(cluster), 60, "the master", cluster)
     return cluster
 
 
@@ -163,7 +164,7 @@ def add_worker(
     cluster.worker_pids.append(pid)
     cluster.worker_dirs.append(str(work_dir))
     cluster.save()
-    _wait(lambda: cluster.alive_workers() >= wanted, 60, f"worker {index}", cluster)
+    wait_until(lambda: cluster.alive_workers() >= wanted, 60, f"worker {index}", cluster)
     return pid
 
 
@@ -200,7 +201,7 @@ def kill(pid: int, grace: float = 10.0) -> None:
             return
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not is_alive(pid):
                 return
             time.sleep(0.2)
 
@@ -212,7 +213,7 @@ def stop(cluster: Cluster) -> None:
     log.info("cluster: stopped master and %d workers", len(cluster.worker_pids))
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)  # reap our own child
         if waited == pid:
@@ -240,7 +241,8 @@ def _webui_up(cluster: Cluster) -> bool:
     return True
 
 
-def _wait(ready: Any, seconds: float, what: str, cluster: Cluster) -> None:
+def wait_until(ready: Callable[[], bool], seconds: float, what: str, cluster: Cluster) -> None:
+    """Poll `ready` until true; SetupError naming `what` and the logs after `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if ready():
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "start":
             if (state_dir / "cluster.json").is_file():
                 running = Cluster.load(state_dir)
-                if _alive(running.master_pid):
+                if is_alive(running.master_pid):
                     sys.stdout.write(running.master_url + "\n")
                     return 0
             cluster = start(state_dir, args.workers, args.cores, args.memory, args.port)
