@@ -17,7 +17,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 
 HOME = os.environ.get("LAKEFORGE_HOME", "/opt/lakeforge")
 JARS_DIR = os.environ.get("LAKEFORGE_JARS_DIR", f"{HOME}/jars")
-JAR_NAMES = ["delta-spark_4.2_2.13-4.4.0.jar", "delta-storage-4.4.0.jar"]
+JAR_NAMES = ["delta-spark_4.2_2.13-4.4.0.jar", "delta-storage-4.4.0.jar", "postgresql-42.7.14.jar"]
 ARGS = ["--dataset", "conf/datasets/flights.yaml", "--env", "cluster"]
 STEPS = [
     ["ingest", "raw files to bronze (bad rows to bronze_quarantine)"],

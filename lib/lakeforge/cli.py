@@ -71,9 +71,10 @@ def _pipeline(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> 
 STEPS: dict[str, tuple[StepFn, str]] = {
     "ingest": (
         _ingest,
-        "Read the new raw files of the dataset's source (or --input) into the bronze "
-        "Delta table; rows that cannot be parsed go to bronze_quarantine with a reason. "
-        "Files already ingested are skipped, so a re-run adds nothing.",
+        "Read the new raw files of the dataset's source (or --input), or the new rows of "
+        "its database table (source.format jdbc), into the bronze Delta table; rows that "
+        "cannot be parsed go to bronze_quarantine with a reason. Files and watermark "
+        "windows already ingested are skipped, so a re-run adds nothing.",
     ),
     "clean": (
         _clean,

@@ -8,6 +8,13 @@ is a bug and keeps its stack trace.
 
 from __future__ import annotations
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors.exceptions.captured import CapturedException
+
+# What a failed Spark action raises in Python: the raw Java error, or Spark's
+# own error class (FAILED_JDBC.CONNECTION, ...) with the Java cause behind it.
+SPARK_ERRORS = (Py4JJavaError, CapturedException)
+
 
 class LakeforgeError(Exception):
     """Base of every expected failure; `exit_code` is what the process returns."""

@@ -64,6 +64,21 @@ DELTA_JARS: tuple[Jar, ...] = (
 )
 
 
+# JDBC drivers for database sources (`source.format: jdbc`). MySQL or SQL
+# Server need only their driver's coordinates here (com.mysql:mysql-connector-j,
+# com.microsoft.sqlserver:mssql-jdbc) and `source.jdbc.driver` in the dataset.
+JDBC_JARS: tuple[Jar, ...] = (
+    Jar(
+        "org.postgresql",
+        "postgresql",
+        "42.7.14",
+        "73914527305a40cce504b0d3d90b23caf565136912d607ae8ae7c5895512332c",
+    ),
+)
+
+# Every session gets these: Delta, and the JDBC drivers.
+BASE_JARS = DELTA_JARS + JDBC_JARS
+
 # S3A (s3a:// lakehouse on S3 or MinIO): the hadoop-aws of pyspark's Hadoop
 # client (3.5.0) and the AWS SDK v2 bundle it was built against. Fetched only
 # with `--with s3` (the Docker image does); the bundle is several hundred MB.
@@ -76,8 +91,8 @@ EXTRAS: dict[str, tuple[Jar, ...]] = {"s3": S3A_JARS}
 
 
 def wanted(extras: tuple[str, ...] = ()) -> tuple[Jar, ...]:
-    """The Delta jars plus those of the named extras (`s3`)."""
-    return DELTA_JARS + tuple(jar for name in extras for jar in EXTRAS[name])
+    """The base jars (Delta, JDBC drivers) plus those of the named extras (`s3`)."""
+    return BASE_JARS + tuple(jar for name in extras for jar in EXTRAS[name])
 
 
 def jars_dir() -> Path:
@@ -169,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
     if args.action == "fetch":
-        log.info("Delta %s jars ready in %s", DELTA_VERSION, jars_dir())
+        log.info("jars ready in %s: %s", jars_dir(), ", ".join(p.name for p in paths))
     else:
         sys.stdout.write(",".join(str(p) for p in paths) + "\n")
     return 0

@@ -27,7 +27,7 @@ from lakeforge.config.loader import load_settings
 from lakeforge.deploy import render
 from lakeforge.deploy.jobs import JOB_NAMES, JOBS, spark_submit_command
 from lakeforge.deploy.package import build
-from lakeforge.jars import DELTA_JARS, delta_jar_paths
+from lakeforge.jars import BASE_JARS, delta_jar_paths
 
 REPO = Path(__file__).resolve().parents[2]
 CHAIN = [list(job.after) for job in JOBS]
@@ -101,7 +101,7 @@ def test_emr_serverless_requests_are_valid_start_job_run_requests() -> None:
         assert _validate("emr-serverless", "StartJobRun", {**request, "clientToken": "t"}) == ""
         driver = request["jobDriver"]["sparkSubmit"]
         assert driver["entryPoint"].endswith(f"/jobs/{name}.py")
-        for jar in DELTA_JARS:
+        for jar in BASE_JARS:
             assert jar.filename in driver["sparkSubmitParameters"]
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from lakeforge.config import Settings, SparkSettings
-from lakeforge.jars import DELTA_JARS
+from lakeforge.jars import BASE_JARS
 from lakeforge.spark import session_conf
 
 
 def test_local_session_gets_delta_jars_extensions_and_small_partitions(tmp_path: Path) -> None:
     conf = session_conf(Settings(lakehouse=str(tmp_path)), submitted=False)
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
-    assert [Path(p).name for p in conf["spark.jars"].split(",")] == [j.filename for j in DELTA_JARS]
+    assert [Path(p).name for p in conf["spark.jars"].split(",")] == [j.filename for j in BASE_JARS]
     assert all(Path(p).is_file() for p in conf["spark.jars"].split(","))
     assert conf["spark.sql.shuffle.partitions"] == "8"
     assert conf["spark.sql.warehouse.dir"] == f"{tmp_path}/_warehouse"

@@ -126,12 +126,63 @@ class CsvOptions(Model):
         return self
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_IN_URL = re.compile(r"(password|passwd|pwd|user)=", re.IGNORECASE)
+
+
+class JdbcPartitioning(Model):
+    """Parallel read: `num_partitions` ranges of a numeric/date/timestamp column.
+    Bounds not given are taken from the rows to read (one min/max query)."""
+
+    column: str
+    num_partitions: Annotated[int, Field(ge=1, le=512)] = 4
+    lower: int | None = None
+    upper: int | None = None
+
+
+class JdbcSource(Model):
+    """A table or query of a database read over JDBC."""
+
+    # jdbc:postgresql://host:5432/db; never with credentials in it
+    url: Annotated[str, Field(pattern=r"^jdbc:[a-z0-9]+:")]
+    table: str | None = None
+    query: str | None = None
+    driver: str = "org.postgresql.Driver"
+    # Names of the environment variables that hold the credentials (never the values).
+    user_env: str
+    password_env: str
+    fetch_size: Annotated[int, Field(ge=1)] = 10_000
+    partition: JdbcPartitioning | None = None
+    # Or: one WHERE condition per partition, e.g. ["region = 'EU'", "region <> 'EU'"]
+    predicates: list[str] = Field(default_factory=list)
+    # Incremental loads: an increasing column (updated_at, or an id); each run
+    # reads rows past the last stored value, up to the maximum seen at planning.
+    watermark: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JdbcSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table and query")
+        if self.partition is not None and self.predicates:
+            raise ValueError("partition and predicates are two ways to split a read: pick one")
+        if _SECRET_IN_URL.search(self.url):
+            raise ValueError(
+                "url holds credentials: put them in environment variables named by "
+                "user_env / password_env"
+            )
+        for key in ("user_env", "password_env"):
+            if not _ENV_NAME.match(getattr(self, key)):
+                raise ValueError(f"{key} must be an environment variable name")
+        return self
+
+
 class Source(Model):
-    format: Literal["csv", "json", "parquet"]
+    format: Literal["csv", "json", "parquet", "jdbc"]
     # A file, a folder or a glob; `pkg://PACKAGE/path` names a file shipped in
     # an installed Python package (the demo data). `--input` overrides it.
-    path: str
+    path: str | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
+    jdbc: JdbcSource | None = None
     columns: Annotated[list[Column], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -140,6 +191,15 @@ class Source(Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        if self.format == "jdbc":
+            if self.jdbc is None:
+                raise ValueError("format jdbc needs a jdbc section (url, table or query, ...)")
+            if self.jdbc.watermark is not None and self.jdbc.watermark not in names:
+                raise ValueError(f"jdbc.watermark {self.jdbc.watermark!r} is not a declared column")
+        elif self.path is None:
+            raise ValueError(f"format {self.format} needs a path")
+        elif self.jdbc is not None:
+            raise ValueError(f"a jdbc section is only for format jdbc, not {self.format}")
         return self
 
 

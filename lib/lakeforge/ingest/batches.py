@@ -117,3 +117,60 @@ def log_rows_for(
             )
         )
     return out
+
+
+# Database sources: one row per batch and status, with the watermark window.
+JDBC_LOG_SCHEMA = T.StructType(
+    [
+        T.StructField("batch_seq", T.LongType(), False),
+        T.StructField("batch_id", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("source", T.StringType(), False),
+        T.StructField("low", T.StringType(), True),
+        T.StructField("high", T.StringType(), True),
+        T.StructField("bronze_rows", T.LongType(), True),
+        T.StructField("quarantined_rows", T.LongType(), True),
+        T.StructField("recorded_at", T.TimestampType(), False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A database batch: rows with low < watermark <= high (None: unbounded)."""
+
+    seq: int
+    batch_id: str
+    low: str | None
+    high: str | None
+    resumed: bool = False
+
+
+def pending_window(log_rows: Iterable[Mapping[str, object]]) -> Window | None:
+    """The window of a batch planned but never finished (a crashed run), if any."""
+    rows = list(log_rows)
+    finished = {r["batch_seq"] for r in rows if r["status"] in (DONE, FAILED)}
+    for r in sorted(rows, key=lambda r: int(r["batch_seq"])):  # type: ignore[call-overload]
+        if r["status"] == PLANNED and r["batch_seq"] not in finished:
+            low, high = r["low"], r["high"]
+            return Window(
+                int(r["batch_seq"]),  # type: ignore[call-overload]
+                str(r["batch_id"]),
+                None if low is None else str(low),
+                None if high is None else str(high),
+                resumed=True,
+            )
+    return None
+
+
+def last_high(log_rows: Iterable[Mapping[str, object]]) -> str | None:
+    """Where the next window starts: the high of the latest finished (done) batch."""
+    done = [r for r in log_rows if r["status"] == DONE and r["high"] is not None]
+    if not done:
+        return None
+    latest = max(done, key=lambda r: int(r["batch_seq"]))  # type: ignore[call-overload]
+    return str(latest["high"])
+
+
+def next_seq(log_rows: Iterable[Mapping[str, object]]) -> int:
+    return max((int(r["batch_seq"]) for r in log_rows), default=0) + 1  # type: ignore[call-overload]

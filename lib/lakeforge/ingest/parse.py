@@ -167,6 +167,22 @@ def type_rows(
     )
 
 
+def check_types(where: str, actual: T.StructType, columns: Sequence[Column]) -> None:
+    """Typed input (Parquet, a database) must hold every declared column with
+    its type or a lossless narrower one; raises SchemaMismatch naming `where`
+    and the column, instead of casting values into nulls or truncating them."""
+    found = {fld.name: fld.dataType for fld in actual.fields}
+    missing = [c.name for c in columns if c.name not in found]
+    if missing:
+        raise SchemaMismatch(f"{where}: missing column(s) {', '.join(missing)}")
+    for c in columns:
+        have = found[c.name]
+        if have != spark_type(c.type) and have.simpleString() not in _WIDENS.get(c.type, ()):
+            raise SchemaMismatch(
+                f"{where}: column {c.name} is {have.simpleString()}, schema says {c.type}"
+            )
+
+
 def read_parquet_rows(
     spark: SparkSession, columns: Sequence[Column], files: Sequence[InputFile]
 ) -> DataFrame:
@@ -175,19 +191,8 @@ def read_parquet_rows(
 
     Raises SchemaMismatch naming the file and column.
     """
-    wanted = {c.name: c.type for c in columns}
     for f in files:
-        actual = {fld.name: fld.dataType for fld in spark.read.parquet(f.readable).schema.fields}
-        missing = [n for n in wanted if n not in actual]
-        if missing:
-            raise SchemaMismatch(f"{f.path}: missing column(s) {', '.join(missing)}")
-        for name, declared in wanted.items():
-            found = actual[name]
-            ok = found == spark_type(declared) or found.simpleString() in _WIDENS.get(declared, ())
-            if not ok:
-                raise SchemaMismatch(
-                    f"{f.path}: column {name} is {found.simpleString()}, schema says {declared}"
-                )
+        check_types(f.path, spark.read.parquet(f.readable).schema, columns)
     df = spark.read.parquet(*[f.readable for f in files])
     return df.select(
         *[F.col(c.name).cast(spark_type(c.type)).alias(c.name) for c in columns],

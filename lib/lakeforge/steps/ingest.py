@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.config import JobConfig
-from lakeforge.errors import LakeforgeError, ReconciliationError, SchemaMismatch, UnreadableInput
-from lakeforge.ingest import batches, files, parse
+from lakeforge.config.models import JdbcSource
+from lakeforge.errors import (
+    SPARK_ERRORS,
+    ConfigError,
+    LakeforgeError,
+    ReconciliationError,
+    SchemaMismatch,
+    UnreadableInput,
+)
+from lakeforge.ingest import batches, files, jdbc, parse
 from lakeforge.logs import timed
 from lakeforge.storage import delta
 from lakeforge.storage.paths import Tables, tables_for
@@ -73,8 +81,13 @@ def run(
     """
     dataset = cfg.dataset
     tables = tables_for(cfg.settings, dataset.name)
-    location = files.resolve_source_path(input_path or dataset.source.path)
     now = datetime.now(UTC).replace(tzinfo=None)
+    if dataset.source.jdbc is not None:
+        if input_path is not None:
+            raise ConfigError("--input is for file sources; this dataset reads a database")
+        return _run_jdbc(spark, cfg, tables, dataset.source.jdbc, batch_id, now)
+    assert dataset.source.path is not None  # checked by the config model
+    location = files.resolve_source_path(input_path or dataset.source.path)
 
     with timed(log, "ingest: list") as stats:
         found = files.identify(files.list_files(spark, location), tables.staging)
@@ -109,6 +122,112 @@ def run(
     )
 
 
+def _run_jdbc(
+    spark: SparkSession,
+    cfg: JobConfig,
+    tables: Tables,
+    src: JdbcSource,
+    batch_id: str | None,
+    now: datetime,
+) -> IngestResult:
+    """One batch from a database: the pending window again after a crash, else
+    the rows past the last stored watermark up to the current maximum."""
+    log_rows = _read_jdbc_log(spark, tables)
+    reader = jdbc.Reader(spark, src)
+    columns = {c.name: c for c in cfg.dataset.source.columns}
+    mark = columns.get(src.watermark) if src.watermark else None
+    window = batches.pending_window(log_rows)
+    if window is not None:
+        log.warning("ingest: resuming unfinished batch %s (#%d)", window.batch_id, window.seq)
+    else:
+        low = batches.last_high(log_rows)
+        with timed(log, "ingest: plan") as stats:
+            high, pending = reader.plan(jdbc.window(src, low, None, mark))
+            stats.update(source=jdbc.label(src), after=low, up_to=jdbc.text_of(high), rows=pending)
+        if pending == 0:
+            log.info("ingest: nothing new in %s after %s", jdbc.label(src), low)
+            return IngestResult(None, 0, 0, 0, 0, 0, delta.version(spark, tables.bronze))
+        window = batches.Window(
+            batches.next_seq(log_rows),
+            batch_id or now.strftime("%Y%m%dT%H%M%SZ"),
+            low,
+            jdbc.text_of(high) if mark is not None else None,
+        )
+        _append_jdbc_log(spark, tables, src, window, batches.PLANNED, now)
+
+    def failed() -> None:
+        _append_jdbc_log(spark, tables, src, window, batches.FAILED, now)
+
+    with timed(log, f"ingest: batch {window.batch_id}") as stats:
+        where = jdbc.window(src, window.low, window.high, mark)
+        raw = reader.read(where)
+        parse.check_types(jdbc.label(src), raw.schema, cfg.dataset.source.columns)
+        typed = raw.select(
+            *[F.col(c) for c in columns],
+            F.lit(jdbc.label(src)).alias(parse.SOURCE_FILE),
+            F.lit(None).cast("string").alias(parse.RAW),
+            F.lit(None).cast("string").alias(parse.REASON),
+        )
+        counts = _write_rows(
+            spark,
+            cfg,
+            tables,
+            typed,
+            (window.seq, window.batch_id, now),
+            [jdbc.label(src)],
+            failed,
+            reader.error,
+        )
+        stats.update(
+            window=f"({window.low}, {window.high}]",
+            read=counts.rows_read,
+            bronze=counts.bronze_rows,
+            quarantined=counts.quarantined_rows,
+        )
+    done = (counts.bronze_rows, counts.quarantined_rows)
+    _append_jdbc_log(spark, tables, src, window, batches.DONE, now, done)
+    return IngestResult(
+        batch_id=window.batch_id,
+        files=0,
+        skipped_files=0,
+        rows_read=counts.rows_read,
+        bronze_rows=counts.bronze_rows,
+        quarantined_rows=counts.quarantined_rows,
+        bronze_version=delta.version(spark, tables.bronze),
+    )
+
+
+def _read_jdbc_log(spark: SparkSession, tables: Tables) -> list[dict[str, object]]:
+    if not delta.is_table(spark, tables.jdbc_log):
+        return []
+    return [r.asDict() for r in delta.read(spark, tables.jdbc_log).collect()]
+
+
+def _append_jdbc_log(
+    spark: SparkSession,
+    tables: Tables,
+    src: JdbcSource,
+    window: batches.Window,
+    status: str,
+    now: datetime,
+    counts: tuple[int, int] | None = None,
+) -> None:
+    bronze, quarantined = counts or (None, None)
+    row = (
+        window.seq,
+        window.batch_id,
+        status,
+        jdbc.label(src),
+        window.low,
+        window.high,
+        bronze,
+        quarantined,
+        now,
+    )
+    frame = spark.createDataFrame([row], schema=batches.JDBC_LOG_SCHEMA)
+    delta.append(frame, tables.jdbc_log)
+
+
 def _precheck(cfg: JobConfig, batch: batches.Batch) -> None:
     source = cfg.dataset.source
     if source.format != "csv":
@@ -125,13 +244,41 @@ def _precheck(cfg: JobConfig, batch: batches.Batch) -> None:
 def _write_batch(
     spark: SparkSession, cfg: JobConfig, tables: Tables, batch: batches.Batch, now: datetime
 ) -> _Counts:
+    def failed() -> None:
+        _append_log(spark, tables, batches.log_rows_for(batch, batches.FAILED, now))
+
+    return _write_rows(
+        spark,
+        cfg,
+        tables,
+        parse.read_rows(spark, cfg.dataset.source, batch.files),
+        (batch.seq, batch.batch_id, now),
+        [f.path for f in batch.files],
+        failed,
+        lambda exc: _input_error(exc, batch),
+    )
+
+
+def _write_rows(
+    spark: SparkSession,
+    cfg: JobConfig,
+    tables: Tables,
+    parsed: DataFrame,
+    batch: tuple[int, str, datetime],
+    sources: list[str],
+    failed: Callable[[], None],
+    input_error: Callable[[BaseException], LakeforgeError | None],
+) -> _Counts:
+    """Append the good rows of `parsed` to bronze and the bad ones to the
+    quarantine, both with the batch's Delta transaction version (`seq`), then
+    reconcile. Before bronze commits, a failure records the batch as failed."""
+    seq, batch_id, now = batch
     columns = [c.name for c in cfg.dataset.source.columns]
     committed = False
     rows = (
-        parse.read_rows(spark, cfg.dataset.source, batch.files)
-        .withColumn(BATCH_ID, F.lit(batch.batch_id))
+        parsed.withColumn(BATCH_ID, F.lit(batch_id))
         .withColumn(INGESTED_AT, F.lit(now))
-        # one parse feeds the counts and both writes
+        # one read feeds the counts and both writes
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
@@ -139,26 +286,24 @@ def _write_batch(
         good = rows.where(F.col(parse.REASON).isNull())
         bad = rows.where(F.col(parse.REASON).isNotNull())
         lineage = [BATCH_ID, parse.SOURCE_FILE, INGESTED_AT]
-        delta.append(
-            good.select(*columns, *lineage), tables.bronze, app_id=APP_ID, txn_version=batch.seq
-        )
+        delta.append(good.select(*columns, *lineage), tables.bronze, app_id=APP_ID, txn_version=seq)
         committed = True
         delta.append(
             bad.select(parse.RAW, parse.REASON, *lineage),
             tables.bronze_quarantine,
             app_id=APP_ID,
-            txn_version=batch.seq,
+            txn_version=seq,
         )
-    except Py4JJavaError as exc:
-        error = _input_error(exc, batch)
+    except SPARK_ERRORS as exc:
+        error = input_error(exc)
         if not committed:
-            _append_log(spark, tables, batches.log_rows_for(batch, batches.FAILED, now))
+            failed()
         if error is None:
             raise
         raise error from None
     finally:
         rows.unpersist()
-    return _reconcile(spark, tables, batch, per_file)
+    return _reconcile(spark, tables, batch_id, sources, per_file)
 
 
 def _count_per_file(rows: DataFrame) -> dict[str, tuple[int, int]]:
@@ -171,15 +316,18 @@ def _count_per_file(rows: DataFrame) -> dict[str, tuple[int, int]]:
 
 
 def _reconcile(
-    spark: SparkSession, tables: Tables, batch: batches.Batch, per_file: dict[str, tuple[int, int]]
+    spark: SparkSession,
+    tables: Tables,
+    batch_id: str,
+    paths: list[str],
+    per_file: dict[str, tuple[int, int]],
 ) -> _Counts:
-    """Count what the tables now hold for this batch's files and compare with what was read."""
-    paths = [f.path for f in batch.files]
+    """Count what the tables now hold for this batch's sources and compare with what was read."""
 
     def committed(path: str) -> int:
         return (
             delta.read(spark, path)
-            .where((F.col(BATCH_ID) == batch.batch_id) & F.col(parse.SOURCE_FILE).isin(paths))
+            .where((F.col(BATCH_ID) == batch_id) & F.col(parse.SOURCE_FILE).isin(paths))
             .count()
         )
 
@@ -188,20 +336,20 @@ def _reconcile(
     in_bronze, in_quarantine = committed(tables.bronze), committed(tables.bronze_quarantine)
     log.info(
         "ingest: reconcile batch %s: read %d = bronze %d + quarantined %d",
-        batch.batch_id,
+        batch_id,
         read_good + read_bad,
         in_bronze,
         in_quarantine,
     )
     if (in_bronze, in_quarantine) != (read_good, read_bad):
         raise ReconciliationError(
-            f"batch {batch.batch_id}: read {read_good} good + {read_bad} bad rows but the "
+            f"batch {batch_id}: read {read_good} good + {read_bad} bad rows but the "
             f"tables hold {in_bronze} in bronze + {in_quarantine} in quarantine"
         )
     return _Counts(read_good + read_bad, in_bronze, in_quarantine, per_file)
 
 
-def _input_error(exc: Py4JJavaError, batch: batches.Batch) -> LakeforgeError | None:
+def _input_error(exc: BaseException, batch: batches.Batch) -> LakeforgeError | None:
     """Turn a Spark read failure caused by the input into a typed error naming the file."""
     text = str(exc)
     match = re.search(r"reading file (\S+?)\.?\s", text)

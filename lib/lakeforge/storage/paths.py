@@ -66,6 +66,11 @@ class Tables:
         return self._at("_ingest_log")
 
     @property
+    def jdbc_log(self) -> str:
+        """Which watermark window of a database source each batch read."""
+        return self._at("_jdbc_log")
+
+    @property
     def clean_log(self) -> str:
         """Which bronze batches were cleaned into silver, with the counts."""
         return self._at("_clean_log")
