@@ -137,8 +137,20 @@ class Candidate(Model):
     grid: dict[str, Annotated[list[ParamValue], Field(min_length=1)]] = Field(default_factory=dict)
 
 
+class Halving(Model):
+    """Successive halving: every candidate on a small sample of each fold's
+    training rows, the best 1/factor of them on factor times more rows, and so
+    on until the last few run on all rows."""
+
+    factor: Annotated[int, Field(ge=2)] = 3
+    # the first round's sample has at least this many rows per fold
+    min_rows: Annotated[int, Field(ge=1)] = 2000
+
+
 class Search(Model):
     strategy: Literal["grid", "random"] = "grid"
+    # successive halving over the candidates (off: every candidate on all rows)
+    halving: Halving | None = None
     # random: how many grid points to try (all of them when the grid is smaller)
     budget: Annotated[int, Field(ge=1)] | None = None
     metric: str | None = None

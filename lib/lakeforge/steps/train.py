@@ -195,6 +195,7 @@ def _train(
                 parallelism=min(parallelism, len(specs)),
                 seed=spec.split.seed,
                 n_classes=n_classes,
+                halving=spec.search.halving,
             )
             assert result.best is not None
             stats.update(best=result.best.spec.label, cv=round(result.best.mean, 4))

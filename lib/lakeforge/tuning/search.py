@@ -17,7 +17,7 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,7 +27,7 @@ from pyspark.ml import Pipeline
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakeforge.config.training import Candidate, ParamValue, Search
+from lakeforge.config.training import Candidate, Halving, ParamValue, Search
 from lakeforge.evaluation.metrics import better, metric
 from lakeforge.features.stages import FEATURES, PipelineStage
 from lakeforge.models.catalogue import build
@@ -56,6 +56,9 @@ class CandidateScore:
     spec: CandidateSpec
     fold_metrics: tuple[float, ...]
     fit_seconds: float
+    # share of each fold's training rows it was last scored on (< 1: halving
+    # dropped it after an earlier round)
+    fraction: float = 1.0
 
     @property
     def mean(self) -> float:
@@ -87,6 +90,34 @@ def candidates(models: Sequence[Candidate], search: Search) -> list[CandidateSpe
     return [CandidateSpec(i, est, params, s) for i, (est, params, s) in enumerate(points)]
 
 
+@dataclass(frozen=True)
+class Round:
+    """One round of the search: these candidates on this share of each fold's rows."""
+
+    number: int
+    candidates: int
+    fraction: float
+
+
+def rounds(n_candidates: int, halving: Halving | None, fold_rows: int) -> list[Round]:
+    """The plan: one round on all rows, or successive halving's rounds.
+
+    Halving keeps ceil(n / factor) candidates per round until a round would
+    keep fewer than two; the last round uses every row and earlier ones
+    1/factor of the next, but never fewer than `min_rows` rows per fold."""
+    if halving is None or n_candidates < 2:
+        return [Round(1, n_candidates, 1.0)]
+    sizes = [n_candidates]
+    while sizes[-1] > halving.factor and math.ceil(sizes[-1] / halving.factor) >= 2:
+        sizes.append(math.ceil(sizes[-1] / halving.factor))
+    floor = min(1.0, halving.min_rows / max(fold_rows, 1))
+    last = len(sizes) - 1
+    return [
+        Round(i + 1, size, max(floor, float(halving.factor) ** (i - last)))
+        for i, size in enumerate(sizes)
+    ]
+
+
 def cross_validate(
     train: DataFrame,
     feature_stages: Sequence[PipelineStage],
@@ -100,67 +131,161 @@ def cross_validate(
     parallelism: int,
     seed: int,
     n_classes: int,
+    halving: Halving | None = None,
 ) -> SearchResult:
-    """k-fold scores of every candidate on `train` (rows with `_fold`)."""
-    plan = f"{folds} folds x {len(specs)} candidates = {folds * len(specs)} fits"
-    log.info("search: %s, %d at a time, by %s", plan, parallelism, metric_name)
-    per_candidate: dict[int, list[float]] = {s.index: [] for s in specs}
-    seconds: dict[int, float] = {s.index: 0.0 for s in specs}
-    best_so_far = math.nan
-    done = 0
-    for fold in range(folds):
-        featurizer = Pipeline(stages=list(feature_stages)).fit(train.where(F.col(FOLD) != fold))
-        fit_rows = _features(featurizer.transform(train.where(F.col(FOLD) != fold)), label)
-        held_rows = _features(featurizer.transform(train.where(F.col(FOLD) == fold)), label)
-        n_features = vector_size(fit_rows)
+    """k-fold scores of every candidate on `train` (rows with `_fold`).
 
-        fit_and_score = partial(
-            _fit_and_score,
-            fit_rows=fit_rows,
-            held_rows=held_rows,
-            task=task,
-            label=label,
-            metric_name=metric_name,
-            n_features=n_features,
-            n_classes=n_classes,
-            seed=seed,
+    Each fold's featurisation is fitted once and its output cached for the
+    whole search; every round then fits its candidates on (a seeded sample of)
+    those cached rows, `parallelism` fits at a time, and scores them on the
+    whole held-out fold. Everything cached is released before returning."""
+    prepared: list[tuple[DataFrame, DataFrame]] = []
+    try:
+        for fold in range(folds):
+            featurizer = Pipeline(stages=list(feature_stages)).fit(train.where(F.col(FOLD) != fold))
+            prepared.append(
+                (
+                    _features(featurizer.transform(train.where(F.col(FOLD) != fold)), label),
+                    _features(featurizer.transform(train.where(F.col(FOLD) == fold)), label),
+                )
+            )
+        fold_rows = min(fit_rows.count() for fit_rows, _ in prepared)  # cached: cheap
+        plan = rounds(len(specs), halving, fold_rows)
+        fits = sum(r.candidates for r in plan) * folds
+        log.info(
+            "search: %d folds x %s = %d fits, %d at a time, by %s",
+            folds,
+            " -> ".join(f"{r.candidates} candidates on {r.fraction:.0%}" for r in plan),
+            fits,
+            parallelism,
+            metric_name,
         )
-        try:
-            with ThreadPoolExecutor(parallelism, thread_name_prefix="lakeforge-fit") as pool:
-                for future in as_completed([pool.submit(fit_and_score, s) for s in specs]):
-                    spec, value, spent = future.result()
-                    per_candidate[spec.index].append(value)
-                    seconds[spec.index] += spent
-                    done += 1
-                    if better(value, best_so_far, smaller_is_better):
-                        best_so_far = value
-                    log.info(
-                        "search: fit %d/%d (fold %d/%d, candidate %d/%d %s): %s %.4f, "
-                        "best so far %.4f (%.1fs)",
-                        done,
-                        folds * len(specs),
-                        fold + 1,
-                        folds,
-                        spec.index + 1,
-                        len(specs),
-                        spec.label,
-                        metric_name,
-                        value,
-                        best_so_far,
-                        spent,
-                    )
-        finally:
+        n_features = vector_size(prepared[0][0])
+        progress = _Progress(fits, folds, len(specs), smaller_is_better, metric_name)
+        alive = list(specs)
+        scores: dict[int, CandidateScore] = {}
+        for step in plan:
+            alive = alive[: step.candidates]
+            round_scores = _run_round(
+                prepared,
+                alive,
+                step,
+                progress,
+                parallelism=parallelism,
+                fit=partial(
+                    _fit_and_score,
+                    task=task,
+                    label=label,
+                    metric_name=metric_name,
+                    n_features=n_features,
+                    n_classes=n_classes,
+                    seed=seed,
+                ),
+                seed=seed,
+            )
+            scores.update({score.spec.index: score for score in round_scores})
+            ranked = sorted(
+                round_scores,
+                key=lambda sc: sc.mean if not smaller_is_better else -sc.mean,
+                reverse=True,
+            )
+            alive = [sc.spec for sc in ranked]
+            if len(plan) > 1:
+                log.info(
+                    "search: round %d/%d done (%d candidates on %.0f%% of the rows): best %s %.4f",
+                    step.number,
+                    len(plan),
+                    step.candidates,
+                    100 * step.fraction,
+                    metric_name,
+                    ranked[0].mean,
+                )
+    finally:
+        for fit_rows, held_rows in prepared:
             fit_rows.unpersist()
             held_rows.unpersist()
-    scores = [
-        CandidateScore(spec, tuple(per_candidate[spec.index]), seconds[spec.index])
-        for spec in specs
-    ]
+    ordered = [scores[s.index] for s in specs]
     best: CandidateScore | None = None
-    for score in scores:  # in candidate order, so ties go to the first listed
+    for score in ordered:  # in candidate order, so ties go to the first listed
+        if score.fraction < 1.0:
+            continue  # left in an earlier round of halving
         if best is None or better(score.mean, best.mean, smaller_is_better):
             best = score
-    return SearchResult(metric=metric_name, scores=scores, best=best)
+    return SearchResult(metric=metric_name, scores=ordered, best=best)
+
+
+def _rank_key(smaller_is_better: bool, score: CandidateScore) -> float:
+    """Sort key, best first (sorted() is stable: ties keep candidate order)."""
+    if math.isnan(score.mean):
+        return math.inf
+    return score.mean if smaller_is_better else -score.mean
+
+
+@dataclass
+class _Progress:
+    """The running count and the "fit 7/48 ..., best so far" lines."""
+
+    total: int
+    folds: int
+    candidates: int
+    smaller_is_better: bool
+    metric_name: str
+    done: int = 0
+    best: float = math.nan
+
+    def record(self, fold: int, spec: CandidateSpec, value: float, spent: float) -> None:
+        self.done += 1
+        if better(value, self.best, self.smaller_is_better):
+            self.best = value
+        log.info(
+            "search: fit %d/%d (fold %d/%d, candidate %d/%d %s): %s %.4f, best so far %.4f (%.1fs)",
+            self.done,
+            self.total,
+            fold + 1,
+            self.folds,
+            spec.index + 1,
+            self.candidates,
+            spec.label,
+            self.metric_name,
+            value,
+            self.best,
+            spent,
+        )
+
+
+def _run_round(
+    prepared: list[tuple[DataFrame, DataFrame]],
+    specs: Sequence[CandidateSpec],
+    step: Round,
+    progress: _Progress,
+    *,
+    parallelism: int,
+    fit: Callable[..., tuple[CandidateSpec, float, float]],
+    seed: int,
+) -> list[CandidateScore]:
+    """Every (fold, candidate) fit of one round, `parallelism` at a time."""
+    per_candidate: dict[int, list[float]] = {s.index: [0.0] * len(prepared) for s in specs}
+    seconds: dict[int, float] = {s.index: 0.0 for s in specs}
+    samples = [
+        fit_rows if step.fraction >= 1.0 else fit_rows.sample(False, step.fraction, seed + i)
+        for i, (fit_rows, _) in enumerate(prepared)
+    ]
+    with ThreadPoolExecutor(parallelism, thread_name_prefix="lakeforge-fit") as pool:
+        futures = {
+            pool.submit(fit, spec, fit_rows=samples[fold], held_rows=held): fold
+            for fold, (_, held) in enumerate(prepared)
+            for spec in specs
+        }
+        for future in as_completed(futures):
+            spec, value, spent = future.result()
+            fold = futures[future]
+            per_candidate[spec.index][fold] = value
+            seconds[spec.index] += spent
+            progress.record(fold, spec, value, spent)
+    return [
+        CandidateScore(s, tuple(per_candidate[s.index]), seconds[s.index], step.fraction)
+        for s in specs
+    ]
 
 
 def _fit_and_score(
