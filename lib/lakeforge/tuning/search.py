@@ -140,17 +140,19 @@ def cross_validate(
     those cached rows, `parallelism` fits at a time, and scores them on the
     whole held-out fold. Everything cached is released before returning."""
     prepared: list[tuple[DataFrame, DataFrame]] = []
+    cached: list[DataFrame] = []  # released in `finally`, even after a failed fold
+    fold_rows: list[int] = []
     try:
         for fold in range(folds):
-            featurizer = Pipeline(stages=list(feature_stages)).fit(train.where(F.col(FOLD) != fold))
-            prepared.append(
-                (
-                    _features(featurizer.transform(train.where(F.col(FOLD) != fold)), label),
-                    _features(featurizer.transform(train.where(F.col(FOLD) == fold)), label),
-                )
-            )
-        fold_rows = min(fit_rows.count() for fit_rows, _ in prepared)  # cached: cheap
-        plan = rounds(len(specs), halving, fold_rows)
+            rest, held = train.where(F.col(FOLD) != fold), train.where(F.col(FOLD) == fold)
+            featurizer = Pipeline(stages=list(feature_stages)).fit(rest)
+            fit_rows, rows = _features(featurizer.transform(rest), label)
+            cached.append(fit_rows)
+            held_rows, _ = _features(featurizer.transform(held), label)
+            cached.append(held_rows)
+            prepared.append((fit_rows, held_rows))
+            fold_rows.append(rows)
+        plan = rounds(len(specs), halving, min(fold_rows))
         fits = sum(r.candidates for r in plan) * folds
         log.info(
             "search: %d folds x %s = %d fits, %d at a time, by %s",
@@ -201,9 +203,8 @@ def cross_validate(
                     ranked[0].mean,
                 )
     finally:
-        for fit_rows, held_rows in prepared:
-            fit_rows.unpersist()
-            held_rows.unpersist()
+        for frame in cached:
+            frame.unpersist()
     ordered = [scores[s.index] for s in specs]
     best: CandidateScore | None = None
     for score in ordered:  # in candidate order, so ties go to the first listed
@@ -316,10 +317,10 @@ def _fit_and_score(
     return spec, value, time.perf_counter() - start
 
 
-def _features(df: DataFrame, label: str) -> DataFrame:
+def _features(df: DataFrame, label: str) -> tuple[DataFrame, int]:
+    """The features and label of `df`, cached now (the count fills the cache)."""
     narrow = df.select(FEATURES, label).persist(StorageLevel.MEMORY_AND_DISK)
-    narrow.count()
-    return narrow
+    return narrow, narrow.count()
 
 
 def vector_size(df: DataFrame) -> int:
