@@ -190,8 +190,16 @@ def _wait_for_executors(spark: SparkSession, seconds: int) -> None:
                 "master's web UI, or raise spark.executor_wait_seconds"
             )
         time.sleep(0.5)
-    time.sleep(1.0)  # the other executors of the app register within a moment
-    log.info("cluster: %d executor(s) registered", executor_count(spark))
+    # The app's other executors start on their workers a little later: wait
+    # until no new one came for 3 s (at most 20 s), so that the lakehouse probe
+    # reaches every worker and the count logged is the app's.
+    found, settled_at, give_up = executor_count(spark), time.monotonic(), time.monotonic() + 20
+    while time.monotonic() - settled_at < 3 and time.monotonic() < give_up:
+        time.sleep(0.5)
+        now = executor_count(spark)
+        if now != found:
+            found, settled_at = now, time.monotonic()
+    log.info("cluster: %d executor(s) registered", found)
 
 
 def check_lakehouse_visible(spark: SparkSession, root: str) -> None:
