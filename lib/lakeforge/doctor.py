@@ -10,6 +10,7 @@ Each failed check prints how to fix it; the exit code is 1 if any failed.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -177,12 +178,29 @@ def check_tracking(settings: Settings) -> Check:
     return Check("mlflow", True, f"{uri} (not checked: the platform's own store)")
 
 
+def check_blas() -> Check:
+    """Spark ML's netlib loads `libblas.so.3`; without it Spark's own fits run
+    the Java fallback (correct, slower), so this is advice, never a failure.
+    The shared-pass search uses numpy's own bundled OpenBLAS either way."""
+    try:
+        ctypes.CDLL("libblas.so.3")
+    except OSError:
+        return Check(
+            "native blas",
+            True,
+            "none (no libblas.so.3): Spark ML falls back to Java BLAS",
+            "optional: apt-get install libopenblas0-pthread (Debian/Ubuntu)",
+        )
+    return Check("native blas", True, "libblas.so.3 loads: Spark ML uses native BLAS")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     extras = ("s3",) if lakehouse_root(settings).startswith("s3a://") else ()
     steps: list[Callable[[], Check | list[Check]]] = [
         check_python,
         check_java,
         check_packages,
+        check_blas,
         lambda: check_jars(extras),
         lambda: check_master(settings),
         lambda: check_lakehouse(settings),

@@ -19,7 +19,15 @@ def test_doctor_passes_on_the_set_up_machine(
     assert main(["doctor", "--dataset", "conf/datasets/flights.yaml"]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out
-    for name in ("java", "pyspark", "delta-spark", "delta jars", "lakehouse", "mlflow"):
+    for name in (
+        "java",
+        "pyspark",
+        "delta-spark",
+        "native blas",
+        "delta jars",
+        "lakehouse",
+        "mlflow",
+    ):
         assert f"ok    {name}" in out
 
 

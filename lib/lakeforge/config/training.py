@@ -157,6 +157,11 @@ class Search(Model):
     # candidates fitted at once; default: the cluster's cores
     parallelism: Annotated[int, Field(ge=1)] | None = None
     seed: int = 7
+    # auto: binary logistic regression candidates scored by roc_auc, pr_auc or
+    # log_loss are fitted together, one Spark job per optimiser step for the
+    # whole grid (lakeforge.tuning.shared); spark: every candidate by Spark's
+    # own estimator (one job per step per candidate and fold)
+    solver: Literal["auto", "spark"] = "auto"
 
 
 class Registry(Model):

@@ -196,6 +196,7 @@ def _train(
                 seed=spec.split.seed,
                 n_classes=n_classes,
                 halving=spec.search.halving,
+                solver=spec.search.solver,
             )
             assert result.best is not None
             stats.update(best=result.best.spec.label, cv=round(result.best.mean, 4))

@@ -32,6 +32,7 @@ from lakeforge.evaluation.metrics import better, metric
 from lakeforge.features.stages import FEATURES, PipelineStage
 from lakeforge.models.catalogue import build
 from lakeforge.split.assign import FOLD
+from lakeforge.tuning import shared
 
 log = logging.getLogger(__name__)
 
@@ -132,37 +133,58 @@ def cross_validate(
     seed: int,
     n_classes: int,
     halving: Halving | None = None,
+    solver: str = "auto",
 ) -> SearchResult:
     """k-fold scores of every candidate on `train` (rows with `_fold`).
 
     Each fold's featurisation is fitted once and its output cached for the
     whole search; every round then fits its candidates on (a seeded sample of)
     those cached rows, `parallelism` fits at a time, and scores them on the
-    whole held-out fold. Everything cached is released before returning."""
+    whole held-out fold. Candidates the shared-pass solver takes (`solver`
+    auto) are fitted together instead, from blocks of the same rows cached
+    once (see `lakeforge.tuning.shared`); when it takes them all, the frames
+    themselves are never cached. Everything cached is released before
+    returning."""
     prepared: list[tuple[DataFrame, DataFrame]] = []
     cached: list[DataFrame] = []  # released in `finally`, even after a failed fold
     fold_rows: list[int] = []
+    blocks: shared.Folds | None = None
     try:
+        together: set[int] = set()
         for fold in range(folds):
             rest, held = train.where(F.col(FOLD) != fold), train.where(F.col(FOLD) == fold)
             featurizer = Pipeline(stages=list(feature_stages)).fit(rest)
-            fit_rows, rows = _features(featurizer.transform(rest), label)
-            cached.append(fit_rows)
-            held_rows, _ = _features(featurizer.transform(held), label)
-            cached.append(held_rows)
+            fit_rows = featurizer.transform(rest).select(FEATURES, label)
+            held_rows = featurizer.transform(held).select(FEATURES, label)
+            if fold == 0:
+                n_features = vector_size(fit_rows)
+                together = {
+                    s.index
+                    for s in specs
+                    if solver == "auto"
+                    and n_features <= shared.MAX_FEATURES
+                    and shared.solvable(s.estimator, s.params, task, metric_name)
+                }
+            if len(together) < len(specs):  # Spark's own fits read cached frames
+                fit_rows, rows = _features(fit_rows)
+                held_rows, _ = _features(held_rows)
+                cached += [fit_rows, held_rows]
+                fold_rows.append(rows)
             prepared.append((fit_rows, held_rows))
-            fold_rows.append(rows)
+        if together:
+            # the shared passes read their own cached blocks, built in one job
+            blocks = shared.Folds(prepared, label, seed)
+            fold_rows = fold_rows or blocks.rows()
         plan = rounds(len(specs), halving, min(fold_rows))
         fits = sum(r.candidates for r in plan) * folds
         log.info(
-            "search: %d folds x %s = %d fits, %d at a time, by %s",
+            "search: %d folds x %s = %d fits by %s; %s",
             folds,
             " -> ".join(f"{r.candidates} candidates on {r.fraction:.0%}" for r in plan),
             fits,
-            parallelism,
             metric_name,
+            _passes(specs, together, folds, parallelism),
         )
-        n_features = vector_size(prepared[0][0])
         progress = _Progress(fits, folds, len(specs), smaller_is_better, metric_name)
         alive = list(specs)
         scores: dict[int, CandidateScore] = {}
@@ -170,7 +192,7 @@ def cross_validate(
             alive = alive[: step.candidates]
             round_scores = _run_round(
                 prepared,
-                alive,
+                [s for s in alive if s.index not in together],
                 step,
                 progress,
                 parallelism=parallelism,
@@ -185,6 +207,10 @@ def cross_validate(
                 ),
                 seed=seed,
             )
+            if blocks is not None:
+                round_scores += _shared_round(
+                    blocks, [s for s in alive if s.index in together], step, progress, metric_name
+                )
             scores.update({score.spec.index: score for score in round_scores})
             ranked = sorted(
                 round_scores,
@@ -203,6 +229,8 @@ def cross_validate(
                     ranked[0].mean,
                 )
     finally:
+        if blocks is not None:
+            blocks.release()
         for frame in cached:
             frame.unpersist()
     ordered = [scores[s.index] for s in specs]
@@ -289,6 +317,45 @@ def _run_round(
     ]
 
 
+def _passes(
+    specs: Sequence[CandidateSpec], together: set[int], folds: int, parallelism: int
+) -> str:
+    """How the fits run: the shared-pass share and its bound on Spark jobs."""
+    own = len(specs) - len(together)
+    parts = []
+    if together:
+        steps = max(
+            shared.Problem.of(0, s.index, s.params).max_iter for s in specs if s.index in together
+        )
+        parts.append(
+            f"{len(together)} logistic regression candidates in shared passes "
+            f"(one Spark job per optimiser step for all of them, at most ~{steps} steps a round)"
+        )
+    if own:
+        parts.append(f"{own} candidates by Spark's own fit, {parallelism} at a time")
+    return "; ".join(parts)
+
+
+def _shared_round(
+    blocks: shared.Folds,
+    specs: Sequence[CandidateSpec],
+    step: Round,
+    progress: _Progress,
+    metric_name: str,
+) -> list[CandidateScore]:
+    """The round's logistic-regression candidates, fitted in shared passes."""
+    if not specs:
+        return []
+    found = shared.search_round(blocks, specs, fraction=step.fraction, metric_name=metric_name)
+    out = []
+    for spec in specs:
+        per_fold, seconds, _ = found[spec.index]
+        for fold, value in enumerate(per_fold):
+            progress.record(fold, spec, value, seconds / len(per_fold))
+        out.append(CandidateScore(spec, tuple(per_fold), seconds, step.fraction))
+    return out
+
+
 def _fit_and_score(
     spec: CandidateSpec,
     *,
@@ -317,9 +384,9 @@ def _fit_and_score(
     return spec, value, time.perf_counter() - start
 
 
-def _features(df: DataFrame, label: str) -> tuple[DataFrame, int]:
-    """The features and label of `df`, cached now (the count fills the cache)."""
-    narrow = df.select(FEATURES, label).persist(StorageLevel.MEMORY_AND_DISK)
+def _features(df: DataFrame) -> tuple[DataFrame, int]:
+    """`df` cached now (the count fills the cache)."""
+    narrow = df.persist(StorageLevel.MEMORY_AND_DISK)
     return narrow, narrow.count()
 
 

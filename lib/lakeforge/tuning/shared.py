@@ -1,0 +1,593 @@
+"""Logistic regression for a whole grid in shared passes over the data.
+
+Spark's `LogisticRegression` launches one Spark job per L-BFGS step, so a
+search of K candidates on F folds launches about K x F x iterations jobs. At
+search sizes a job costs more in scheduling (~0.1 s on a small cluster) than in
+arithmetic, and that, not the data, is where a grid's time goes.
+
+Here each (fold, candidate) problem still runs its own L-BFGS-B (scipy, on the
+driver), but a coordinator gathers the points all of them ask about into one
+Spark job: every partition of the cached, featurised fold rows returns the loss
+and gradient of every problem of its fold at once. The whole search then costs
+about as many jobs as its slowest problem has steps.
+
+The objective is Spark's own (binomial log loss averaged over the rows, plus
+`regParam` x elastic net on the standardised coefficients when
+`standardization`, intercept not penalised; L1 through a split into positive
+and negative parts instead of OWL-QN), so the optimum is the one Spark's fit
+reaches; the train job refits the chosen candidate with Spark's
+`LogisticRegression`. Held-out rows are scored in one more job per round and
+the metrics computed on the driver from the collected scores, with Spark's
+definitions (exact ROC and PR areas, as `numBins=0`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial, reduce
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark import RDD, StorageLevel, TaskContext
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from scipy import sparse
+from scipy.optimize import minimize
+from scipy.special import expit
+from scipy.stats import rankdata
+
+from lakeforge.features.stages import FEATURES
+from lakeforge.spark import cores
+
+log = logging.getLogger(__name__)
+
+# metrics computed here exactly as Spark's evaluators do
+METRICS = frozenset({"roc_auc", "pr_auc", "log_loss"})
+# params that change nothing in the fit or the metrics above
+_NEUTRAL = frozenset(
+    {"aggregationDepth", "maxBlockSizeInMB", "threshold", "thresholds", "family", "seed"}
+)
+_SOLVED = frozenset(
+    {"regParam", "elasticNetParam", "maxIter", "tol", "fitIntercept", "standardization"}
+)
+# wider feature vectors go the Spark way (blocks are built densely first)
+MAX_FEATURES = 4096
+_FIT, _HELD = 0, 1
+# Spark's LogisticRegression defaults
+_DEFAULTS = {
+    "regParam": 0.0,
+    "elasticNetParam": 0.0,
+    "maxIter": 100,
+    "tol": 1e-6,
+    "fitIntercept": True,
+    "standardization": True,
+}
+
+
+def solvable(estimator: str, params: dict[str, Any], task: str, metric_name: str) -> bool:
+    """Can this candidate be fitted and scored here (else: Spark's own fit)?"""
+    if estimator != "logistic_regression" or task != "binary" or metric_name not in METRICS:
+        return False
+    if params.get("family", "auto") not in ("auto", "binomial"):
+        return False
+    return set(params) <= _SOLVED | _NEUTRAL
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One (fold, candidate) fit: Spark's LogisticRegression params, resolved."""
+
+    fold: int
+    key: int  # the candidate's index
+    reg: float
+    alpha: float
+    max_iter: int
+    tol: float
+    intercept: bool
+    standardize: bool
+
+    @classmethod
+    def of(cls, fold: int, key: int, params: dict[str, Any]) -> Problem:
+        p = {**_DEFAULTS, **{k: v for k, v in params.items() if k in _SOLVED}}
+        return cls(
+            fold,
+            key,
+            float(p["regParam"]),
+            float(p["elasticNetParam"]),
+            int(p["maxIter"]),
+            float(p["tol"]),
+            bool(p["fitIntercept"]),
+            bool(p["standardization"]),
+        )
+
+
+class Folds:
+    """Every fold's featurised fit and held-out rows as cached numpy blocks.
+
+    Each row carries a seeded uniform draw, so a round of successive halving
+    trains on `draw < fraction` without caching a sample."""
+
+    def __init__(self, prepared: Sequence[tuple[DataFrame, DataFrame]], label: str, seed: int):
+        frames = [
+            frame.select(
+                F.lit(fold).alias("fold"),
+                F.lit(role).alias("role"),
+                vector_to_array(F.col(FEATURES)).alias("x"),
+                F.col(label).cast("double").alias("y"),
+            )
+            for fold, (fit_rows, held_rows) in enumerate(prepared)
+            for role, frame in ((_FIT, fit_rows), (_HELD, held_rows))
+        ]
+        rows = reduce(DataFrame.unionAll, frames)
+        # Arrow hands each batch's vectors over as one buffer (no Python object
+        # per row); one partition per core, since a pass is a Python task per
+        # partition and at search sizes a task's start-up costs more than its
+        # arithmetic
+        self.blocks: RDD[Any] = (
+            rows.mapInArrow(partial(_arrow_blocks, seed=seed), "block binary")
+            .rdd.map(_unpack)
+            .coalesce(cores(prepared[0][0].sparkSession))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        self.folds = len(prepared)
+        self._stats: dict[float, dict[int, tuple[float, np.ndarray, np.ndarray]]] = {}
+
+    def release(self) -> None:
+        self.blocks.unpersist()
+
+    def rows(self) -> list[int]:
+        """Each fold's training rows (the first call builds the blocks)."""
+        stats = self.stats(1.0)
+        return [int(stats[fold][0]) for fold in range(self.folds)]
+
+    def stats(self, fraction: float) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+        """Per fold: training rows, feature means and (unbiased, as Spark's
+        summariser) standard deviations, over the rows drawn below `fraction`."""
+        if fraction not in self._stats:
+            self._stats[fraction] = self._moments(fraction)
+        return self._stats[fraction]
+
+    def _moments(self, fraction: float) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+        parts = self.blocks.map(partial(_block_moments, fraction=fraction)).filter(bool).collect()
+        out: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+        for fold in range(self.folds):
+            n, mean, m2 = 0.0, np.zeros(0), np.zeros(0)
+            for f, bn, bmean, bm2 in parts:
+                if f != fold or bn == 0:
+                    continue
+                if n == 0:
+                    n, mean, m2 = bn, bmean, bm2
+                    continue
+                total = n + bn  # Chan et al.'s pairwise update
+                delta = bmean - mean
+                mean = mean + delta * (bn / total)
+                m2 = m2 + bm2 + delta**2 * (n * bn / total)
+                n = total
+            std = np.sqrt(m2 / (n - 1)) if n > 1 else np.zeros_like(mean)
+            out[fold] = (n, mean, std)
+        return out
+
+
+def _arrow_blocks(batches: Iterable[pa.RecordBatch], *, seed: int) -> Iterator[pa.RecordBatch]:
+    """Each Arrow batch as pickled (fold, role, labels, features, draws)
+    blocks: features dense, or CSR when mostly zeros (one-hot columns)."""
+    task = TaskContext.get()
+    partition = task.partitionId() if task is not None else 0
+    for number, batch in enumerate(batches):
+        if batch.num_rows == 0:
+            continue
+        folds = batch.column("fold").to_numpy()
+        roles = batch.column("role").to_numpy()
+        vectors = batch.column("x")
+        width = len(vectors[0]) if len(vectors) else 0
+        x = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        y = batch.column("y").to_numpy(zero_copy_only=False)
+        out = []
+        for fold in np.unique(folds):
+            for role in np.unique(roles):
+                rows = (folds == fold) & (roles == role)
+                if not rows.any():
+                    continue
+                part = np.ascontiguousarray(x[rows], dtype=np.float64)
+                dense = np.count_nonzero(part) > 0.25 * part.size
+                draws = np.random.default_rng([seed, fold, role, partition, number]).random(
+                    int(rows.sum())
+                )
+                block = (
+                    int(fold),
+                    int(role),
+                    y[rows].astype(np.float64),
+                    part if dense else sparse.csr_matrix(part),
+                    draws,
+                )
+                out.append(pickle.dumps(block, protocol=5))
+        yield pa.RecordBatch.from_arrays([pa.array(out, type=pa.binary())], names=["block"])
+
+
+def _unpack(row: Any) -> Any:
+    return pickle.loads(row[0])
+
+
+def _block_moments(block: Any, *, fraction: float) -> tuple[Any, ...]:
+    fold, role, _, x, draw = block
+    if role != _FIT:
+        return ()
+    rows = x[draw < fraction]
+    n = rows.shape[0]
+    if n == 0:
+        return ()
+    if sparse.issparse(rows):
+        mean = np.asarray(rows.mean(axis=0)).ravel()
+        m2 = np.asarray(rows.multiply(rows).sum(axis=0)).ravel() - n * mean**2
+        return fold, float(n), mean, np.maximum(m2, 0.0)
+    mean = rows.mean(axis=0)
+    return fold, float(n), mean, ((rows - mean) ** 2).sum(axis=0)
+
+
+def _block_gradients(
+    block: Any, *, points: dict[int, tuple[np.ndarray, np.ndarray]], fraction: float
+) -> tuple[Any, ...]:
+    """Loss sums, X'r and sum(r) of every asked-for coefficient set of the block's fold."""
+    fold, role, y, x, draw = block
+    if role != _FIT or fold not in points:
+        return ()
+    keep = draw < fraction
+    x, y = x[keep], y[keep]
+    coef, intercept = points[fold]  # features x problems, problems
+    margin = x @ coef + intercept
+    loss = (np.logaddexp(0.0, margin) - y[:, None] * margin).sum(axis=0)
+    residual = expit(margin) - y[:, None]
+    return fold, loss, np.asarray(x.T @ residual), residual.sum(axis=0)
+
+
+def _block_scores(
+    block: Any, *, points: dict[int, tuple[np.ndarray, np.ndarray]]
+) -> tuple[Any, ...]:
+    fold, role, y, x, _ = block
+    if role != _HELD or fold not in points:
+        return ()
+    coef, intercept = points[fold]
+    return fold, y, x @ coef + intercept
+
+
+class _Exchange:
+    """Collects every running problem's next point; the last to ask runs the
+    one Spark job that answers them all."""
+
+    def __init__(self, answer: Callable[[dict[Problem, np.ndarray]], dict[Problem, Any]], n: int):
+        self._answer = answer
+        self._cond = threading.Condition()
+        self._asked: dict[Problem, np.ndarray] = {}
+        self._answers: dict[Problem, Any] = {}
+        self._running = n
+        self.error: BaseException | None = None
+        self.passes = 0
+
+    def ask(self, problem: Problem, point: np.ndarray) -> Any:
+        with self._cond:
+            self._asked[problem] = point
+            self._maybe_run()
+            while problem not in self._answers and self.error is None:
+                self._cond.wait()
+            if self.error is not None:
+                raise RuntimeError("search pass failed") from self.error
+            return self._answers.pop(problem)
+
+    def leave(self) -> None:
+        with self._cond:
+            self._running -= 1
+            self._maybe_run()
+
+    def _maybe_run(self) -> None:
+        if not self._asked or len(self._asked) < self._running or self.error is not None:
+            return
+        asked, self._asked = self._asked, {}
+        try:
+            self._answers.update(self._answer(asked))
+            self.passes += 1
+        except BaseException as exc:  # every waiting problem re-raises it
+            self.error = exc
+        self._cond.notify_all()
+
+
+@dataclass
+class _Space:
+    """A fold's standardisation: where its coefficients live for the optimiser."""
+
+    rows: float
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def active(self) -> np.ndarray:
+        return self.std > 0  # constant features keep coefficient 0, as in Spark
+
+
+def _to_raw(problem: Problem, space: _Space, c: np.ndarray, a: float) -> tuple[np.ndarray, float]:
+    """Standardised (centred when there is an intercept) coefficients to raw ones."""
+    beta = np.zeros_like(space.std)
+    beta[space.active] = c / space.std[space.active]
+    if not problem.intercept:
+        return beta, 0.0
+    return beta, a - float(beta @ space.mean)
+
+
+class _Objective:
+    """Spark's penalised loss of one problem in the optimiser's variables:
+    [c] or, with an L1 part, [c+, c-] (both >= 0), then the intercept."""
+
+    def __init__(self, problem: Problem, space: _Space, exchange: _Exchange):
+        self.problem, self.space, self.exchange = problem, space, exchange
+        std = space.std[space.active]
+        self.l2 = (
+            problem.reg
+            * (1 - problem.alpha)
+            * (np.ones_like(std) if problem.standardize else 1 / std**2)
+        )
+        self.l1 = (
+            problem.reg * problem.alpha * (np.ones_like(std) if problem.standardize else 1 / std)
+        )
+        self.split = bool(np.any(self.l1 > 0))
+        self.d = len(std)
+        self.iterations = 0
+
+    def start(self, positive_share: float) -> np.ndarray:
+        n = 2 * self.d if self.split else self.d
+        start = np.zeros(n + (1 if self.problem.intercept else 0))
+        if self.problem.intercept:
+            # Spark starts the intercept at the log odds of the label
+            p = min(max(positive_share, 1e-12), 1 - 1e-12)
+            start[-1] = math.log(p / (1 - p))
+        return start
+
+    def bounds(self) -> list[tuple[float | None, float | None]] | None:
+        if not self.split:
+            return None
+        return [(0.0, None)] * (2 * self.d) + [(None, None)] * int(self.problem.intercept)
+
+    def unpack(self, v: np.ndarray) -> tuple[np.ndarray, float]:
+        c = v[: self.d] - v[self.d : 2 * self.d] if self.split else v[: self.d]
+        return c, float(v[-1]) if self.problem.intercept else 0.0
+
+    def __call__(self, v: np.ndarray) -> tuple[float, np.ndarray]:
+        c, a = self.unpack(v)
+        beta, b0 = _to_raw(self.problem, self.space, c, a)
+        loss, xr, r = self.exchange.ask(self.problem, np.append(beta, b0))
+        std, active = self.space.std, self.space.active
+        mean = self.space.mean if self.problem.intercept else np.zeros_like(std)
+        grad_c = (xr[active] - mean[active] * r) / std[active] / self.space.rows
+        value = loss / self.space.rows + 0.5 * float(self.l2 @ c**2)
+        grad_c = grad_c + self.l2 * c
+        if self.split:
+            value += float(self.l1 @ (v[: self.d] + v[self.d : 2 * self.d]))
+            grad = np.concatenate([grad_c + self.l1, -grad_c + self.l1])
+        else:
+            grad = grad_c
+        if self.problem.intercept:
+            grad = np.append(grad, r / self.space.rows)
+        return value, grad
+
+
+@dataclass(frozen=True)
+class Fitted:
+    problem: Problem
+    coefficients: np.ndarray
+    intercept: float
+    iterations: int
+    converged: bool
+
+
+def fit_all(
+    data: Folds,
+    problems: Sequence[Problem],
+    *,
+    fraction: float,
+    on_pass: Callable[[int, int], None] | None = None,
+) -> list[Fitted]:
+    """Fit every problem on its fold's rows drawn below `fraction`, all of them
+    in the same passes."""
+    stats = data.stats(fraction)
+    spaces = {fold: _Space(*stats[fold]) for fold in stats}
+    positives = _positive_share(data, fraction)
+    finished: list[Fitted] = []
+    lock = threading.Lock()
+
+    def answer(asked: dict[Problem, np.ndarray]) -> dict[Problem, Any]:
+        order: dict[int, list[Problem]] = {}
+        for problem in asked:
+            order.setdefault(problem.fold, []).append(problem)
+        points = {
+            fold: (
+                np.stack([asked[p][:-1] for p in ps], axis=1),
+                np.array([asked[p][-1] for p in ps]),
+            )
+            for fold, ps in order.items()
+        }
+        sums: dict[int, list[np.ndarray]] = {}
+        for fold, loss, xr, r in (
+            data.blocks.map(partial(_block_gradients, points=points, fraction=fraction))
+            .filter(bool)
+            .collect()
+        ):
+            if fold in sums:
+                for i, part in enumerate((loss, xr, r)):
+                    sums[fold][i] = sums[fold][i] + part
+            else:
+                sums[fold] = [loss, xr, r]
+        out: dict[Problem, Any] = {}
+        for fold, ps in order.items():
+            loss, xr, r = sums[fold]
+            for j, p in enumerate(ps):
+                out[p] = (float(loss[j]), xr[:, j], float(r[j]))
+        if on_pass is not None:
+            on_pass(exchange.passes + 1, len(asked))
+        return out
+
+    exchange = _Exchange(answer, len(problems))
+
+    errors: list[BaseException] = []
+
+    def solve(problem: Problem) -> None:
+        space = spaces[problem.fold]
+        objective = _Objective(problem, space, exchange)
+        try:
+            found = minimize(
+                objective,
+                objective.start(positives[problem.fold]),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=objective.bounds(),
+                options={
+                    "maxiter": problem.max_iter,
+                    "ftol": problem.tol,
+                    "gtol": 1e-9,
+                    "maxcor": 10,
+                },
+            )
+            c, a = objective.unpack(found.x)
+            beta, b0 = _to_raw(problem, space, c, a)
+            with lock:
+                finished.append(Fitted(problem, beta, b0, int(found.nit), bool(found.success)))
+        except BaseException as exc:  # re-raised by the caller's thread below
+            with lock:
+                errors.append(exc)
+        finally:
+            exchange.leave()
+
+    threads = [
+        threading.Thread(
+            target=solve, args=(p,), name=f"lakeforge-lr-{p.fold}-{p.key}", daemon=True
+        )
+        for p in problems
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if exchange.error is not None:
+        raise exchange.error  # the failed pass itself, not a waiting problem's report of it
+    if errors:
+        raise errors[0]
+    by_problem = {f.problem: f for f in finished}
+    return [by_problem[p] for p in problems]
+
+
+def _positive_share(data: Folds, fraction: float) -> dict[int, float]:
+    counts = data.blocks.map(partial(_block_positives, fraction=fraction)).filter(bool).collect()
+    out: dict[int, list[float]] = {}
+    for fold, pos, n in counts:
+        acc = out.setdefault(fold, [0.0, 0.0])
+        acc[0] += pos
+        acc[1] += n
+    return {fold: pos / n if n else 0.5 for fold, (pos, n) in out.items()}
+
+
+def _block_positives(block: Any, *, fraction: float) -> tuple[Any, ...]:
+    fold, role, y, _, draw = block
+    if role != _FIT:
+        return ()
+    keep = draw < fraction
+    return fold, float(y[keep].sum()), float(keep.sum())
+
+
+def score_all(data: Folds, fitted: Sequence[Fitted], metric_name: str) -> dict[Problem, float]:
+    """Every fitted problem's metric on its fold's held-out rows (all of them,
+    whatever fraction it was fitted on), from one job."""
+    order: dict[int, list[Fitted]] = {}
+    for f in fitted:
+        order.setdefault(f.problem.fold, []).append(f)
+    points = {
+        fold: (np.stack([f.coefficients for f in fs], axis=1), np.array([f.intercept for f in fs]))
+        for fold, fs in order.items()
+    }
+    labels: dict[int, list[np.ndarray]] = {}
+    margins: dict[int, list[np.ndarray]] = {}
+    for fold, y, m in data.blocks.map(partial(_block_scores, points=points)).filter(bool).collect():
+        labels.setdefault(fold, []).append(y)
+        margins.setdefault(fold, []).append(m)
+    out: dict[Problem, float] = {}
+    for fold, fs in order.items():
+        y = np.concatenate(labels[fold])
+        m = np.concatenate(margins[fold])
+        for j, f in enumerate(fs):
+            out[f.problem] = binary_metric(metric_name, y, m[:, j])
+    return out
+
+
+def binary_metric(name: str, y: np.ndarray, margin: np.ndarray) -> float:
+    """Spark's BinaryClassificationEvaluator (numBins=0) / logLoss of a binary
+    model's margins."""
+    positives = float(y.sum())
+    negatives = float(len(y) - positives)
+    if name == "log_loss":
+        p = np.clip(np.where(y > 0.5, expit(margin), expit(-margin)), 1e-15, None)
+        return float(-np.log(p).mean())
+    if positives == 0 or negatives == 0:
+        return math.nan
+    if name == "roc_auc":  # Mann-Whitney: tied scores count half, as the exact ROC curve does
+        ranks = rankdata(margin)
+        return float(
+            (ranks[y > 0.5].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+        )
+    if name == "pr_auc":
+        # Spark's curve: one point per distinct score (descending), starting at
+        # (recall 0, precision of the first point), trapezoids between points
+        order = np.argsort(-margin, kind="mergesort")
+        scores, hits = margin[order], y[order]
+        last = np.r_[np.flatnonzero(np.diff(scores) != 0), len(scores) - 1]
+        tp = np.cumsum(hits)[last]
+        fp = (last + 1) - tp
+        recall = np.r_[0.0, tp / positives]
+        precision = tp / (tp + fp)
+        precision = np.r_[precision[0], precision]
+        return float(np.sum((recall[1:] - recall[:-1]) * (precision[1:] + precision[:-1]) / 2))
+    raise ValueError(f"metric {name} is not computed by the shared-pass solver")
+
+
+def search_round(
+    data: Folds,
+    specs: Sequence[Any],
+    *,
+    fraction: float,
+    metric_name: str,
+) -> dict[int, tuple[list[float], float, int]]:
+    """One round for the logistic-regression candidates: per candidate index,
+    its fold metrics, the round's seconds (shared, split evenly) and passes."""
+    start = time.perf_counter()
+    problems = [Problem.of(fold, s.index, s.params) for s in specs for fold in range(data.folds)]
+    last_log = [time.perf_counter()]
+
+    def on_pass(number: int, running: int) -> None:
+        if time.perf_counter() - last_log[0] >= 10 or number == 1:
+            last_log[0] = time.perf_counter()
+            log.info(
+                "search: shared pass %d, %d/%d logistic fits still iterating (%.0fs)",
+                number,
+                running,
+                len(problems),
+                time.perf_counter() - start,
+            )
+
+    fitted = fit_all(data, problems, fraction=fraction, on_pass=on_pass)
+    values = score_all(data, fitted, metric_name)
+    seconds = (time.perf_counter() - start) / max(len(specs), 1)
+    out: dict[int, tuple[list[float], float, int]] = {}
+    for s in specs:
+        per_fold = [values[p] for p in problems if p.key == s.index]
+        passes = max(f.iterations for f in fitted if f.problem.key == s.index)
+        out[s.index] = (per_fold, seconds, passes)
+    not_converged = [f for f in fitted if not f.converged]
+    if not_converged:
+        log.info(
+            "search: %d logistic fits stopped at maxIter before the tolerance was met",
+            len(not_converged),
+        )
+    return out
