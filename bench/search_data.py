@@ -172,3 +172,17 @@ def stock(train: Any, spec: Any, specs: list[Any], parallelism: int) -> tuple[st
     ).fit(train)
     best = max(range(len(specs)), key=list(model.avgMetrics).__getitem__)
     return specs[best].label, float(model.avgMetrics[best])
+
+
+def warm_up(spark: Any, parallelism: int) -> None:
+    """One small search of each kind before anything is timed: the first run
+    in a JVM pays for class loading, JIT compilation and Python worker start
+    (15-20 s here), which would otherwise land on whichever variant runs first."""
+    points = grid_points(2)
+    spec = train_spec(points, 3)
+    specs = grid_specs(spec, points)
+    train = synthetic(spark, 20_000, spec)
+    ours(train, spec, specs, parallelism)
+    ours(train, spec, specs, parallelism, solver="spark")
+    stock(train, spec, specs, parallelism)
+    train.unpersist()

@@ -32,6 +32,7 @@ def main() -> None:
     spark = bench.session("lakeforge-bench-tune-scaling")
     n_cores = cores(spark)
     counter = bench.JobCounter(spark)
+    bench.warm_up(spark, n_cores)
     plan = [(args.rows * k, args.candidates) for k in (1, 4, 16)]
     plan += [(args.rows, args.candidates * k) for k in (2, 4)]
     print(f"cores={n_cores} folds=3; points: rows x candidates", flush=True)

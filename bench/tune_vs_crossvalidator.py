@@ -51,6 +51,7 @@ def main() -> None:
     train = bench.synthetic(spark, args.rows, spec)
     rows = train.count()
     counter = bench.JobCounter(spark)
+    bench.warm_up(spark, n_cores)
     same = (train, spec, specs)
 
     results: list[tuple[str, float, int, str, float]] = []
