@@ -183,7 +183,7 @@ def cross_validate(
             " -> ".join(f"{r.candidates} candidates on {r.fraction:.0%}" for r in plan),
             fits,
             metric_name,
-            _passes(specs, together, folds, parallelism),
+            _passes(specs, together, parallelism),
         )
         progress = _Progress(fits, folds, len(specs), smaller_is_better, metric_name)
         alive = list(specs)
@@ -317,9 +317,7 @@ def _run_round(
     ]
 
 
-def _passes(
-    specs: Sequence[CandidateSpec], together: set[int], folds: int, parallelism: int
-) -> str:
+def _passes(specs: Sequence[CandidateSpec], together: set[int], parallelism: int) -> str:
     """How the fits run: the shared-pass share and its bound on Spark jobs."""
     own = len(specs) - len(together)
     parts = []
@@ -349,7 +347,7 @@ def _shared_round(
     found = shared.search_round(blocks, specs, fraction=step.fraction, metric_name=metric_name)
     out = []
     for spec in specs:
-        per_fold, seconds, _ = found[spec.index]
+        per_fold, seconds = found[spec.index]
         for fold, value in enumerate(per_fold):
             progress.record(fold, spec, value, seconds / len(per_fold))
         out.append(CandidateScore(spec, tuple(per_fold), seconds, step.fraction))

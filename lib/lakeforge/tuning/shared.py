@@ -138,7 +138,7 @@ class Folds:
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         self.folds = len(prepared)
-        self._stats: dict[float, dict[int, tuple[float, np.ndarray, np.ndarray]]] = {}
+        self._stats: dict[float, dict[int, _Space]] = {}
 
     def release(self) -> None:
         self.blocks.unpersist()
@@ -146,23 +146,25 @@ class Folds:
     def rows(self) -> list[int]:
         """Each fold's training rows (the first call builds the blocks)."""
         stats = self.stats(1.0)
-        return [int(stats[fold][0]) for fold in range(self.folds)]
+        return [int(stats[fold].rows) for fold in range(self.folds)]
 
-    def stats(self, fraction: float) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
-        """Per fold: training rows, feature means and (unbiased, as Spark's
-        summariser) standard deviations, over the rows drawn below `fraction`."""
+    def stats(self, fraction: float) -> dict[int, _Space]:
+        """Per fold, over the rows drawn below `fraction` (one pass): training
+        rows, feature means, (unbiased, as Spark's summariser) standard
+        deviations and the share of positive labels."""
         if fraction not in self._stats:
             self._stats[fraction] = self._moments(fraction)
         return self._stats[fraction]
 
-    def _moments(self, fraction: float) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+    def _moments(self, fraction: float) -> dict[int, _Space]:
         parts = self.blocks.map(partial(_block_moments, fraction=fraction)).filter(bool).collect()
-        out: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+        out: dict[int, _Space] = {}
         for fold in range(self.folds):
-            n, mean, m2 = 0.0, np.zeros(0), np.zeros(0)
-            for f, bn, bmean, bm2 in parts:
+            n, positives, mean, m2 = 0.0, 0.0, np.zeros(0), np.zeros(0)
+            for f, bn, bpos, bmean, bm2 in parts:
                 if f != fold or bn == 0:
                     continue
+                positives += bpos
                 if n == 0:
                     n, mean, m2 = bn, bmean, bm2
                     continue
@@ -172,7 +174,7 @@ class Folds:
                 m2 = m2 + bm2 + delta**2 * (n * bn / total)
                 n = total
             std = np.sqrt(m2 / (n - 1)) if n > 1 else np.zeros_like(mean)
-            out[fold] = (n, mean, std)
+            out[fold] = _Space(n, mean, std, positives / n if n else 0.5)
         return out
 
 
@@ -217,19 +219,21 @@ def _unpack(row: Any) -> Any:
 
 
 def _block_moments(block: Any, *, fraction: float) -> tuple[Any, ...]:
-    fold, role, _, x, draw = block
+    fold, role, y, x, draw = block
     if role != _FIT:
         return ()
-    rows = x[draw < fraction]
+    keep = draw < fraction
+    rows = x[keep]
     n = rows.shape[0]
     if n == 0:
         return ()
+    positives = float(y[keep].sum())
     if sparse.issparse(rows):
         mean = np.asarray(rows.mean(axis=0)).ravel()
         m2 = np.asarray(rows.multiply(rows).sum(axis=0)).ravel() - n * mean**2
-        return fold, float(n), mean, np.maximum(m2, 0.0)
+        return fold, float(n), positives, mean, np.maximum(m2, 0.0)
     mean = rows.mean(axis=0)
-    return fold, float(n), mean, ((rows - mean) ** 2).sum(axis=0)
+    return fold, float(n), positives, mean, ((rows - mean) ** 2).sum(axis=0)
 
 
 def _block_gradients(
@@ -305,6 +309,7 @@ class _Space:
     rows: float
     mean: np.ndarray
     std: np.ndarray
+    positive_share: float  # where Spark starts the intercept
 
     @property
     def active(self) -> np.ndarray:
@@ -394,9 +399,7 @@ def fit_all(
 ) -> list[Fitted]:
     """Fit every problem on its fold's rows drawn below `fraction`, all of them
     in the same passes."""
-    stats = data.stats(fraction)
-    spaces = {fold: _Space(*stats[fold]) for fold in stats}
-    positives = _positive_share(data, fraction)
+    spaces = data.stats(fraction)
     finished: list[Fitted] = []
     lock = threading.Lock()
 
@@ -441,7 +444,7 @@ def fit_all(
         try:
             found = minimize(
                 objective,
-                objective.start(positives[problem.fold]),
+                objective.start(space.positive_share),
                 jac=True,
                 method="L-BFGS-B",
                 bounds=objective.bounds(),
@@ -478,24 +481,6 @@ def fit_all(
         raise errors[0]
     by_problem = {f.problem: f for f in finished}
     return [by_problem[p] for p in problems]
-
-
-def _positive_share(data: Folds, fraction: float) -> dict[int, float]:
-    counts = data.blocks.map(partial(_block_positives, fraction=fraction)).filter(bool).collect()
-    out: dict[int, list[float]] = {}
-    for fold, pos, n in counts:
-        acc = out.setdefault(fold, [0.0, 0.0])
-        acc[0] += pos
-        acc[1] += n
-    return {fold: pos / n if n else 0.5 for fold, (pos, n) in out.items()}
-
-
-def _block_positives(block: Any, *, fraction: float) -> tuple[Any, ...]:
-    fold, role, y, _, draw = block
-    if role != _FIT:
-        return ()
-    keep = draw < fraction
-    return fold, float(y[keep].sum()), float(keep.sum())
 
 
 def score_all(data: Folds, fitted: Sequence[Fitted], metric_name: str) -> dict[Problem, float]:
@@ -558,9 +543,9 @@ def search_round(
     *,
     fraction: float,
     metric_name: str,
-) -> dict[int, tuple[list[float], float, int]]:
+) -> dict[int, tuple[list[float], float]]:
     """One round for the logistic-regression candidates: per candidate index,
-    its fold metrics, the round's seconds (shared, split evenly) and passes."""
+    its fold metrics and the round's seconds (shared, split evenly)."""
     start = time.perf_counter()
     problems = [Problem.of(fold, s.index, s.params) for s in specs for fold in range(data.folds)]
     last_log = [time.perf_counter()]
@@ -579,11 +564,10 @@ def search_round(
     fitted = fit_all(data, problems, fraction=fraction, on_pass=on_pass)
     values = score_all(data, fitted, metric_name)
     seconds = (time.perf_counter() - start) / max(len(specs), 1)
-    out: dict[int, tuple[list[float], float, int]] = {}
+    out: dict[int, tuple[list[float], float]] = {}
     for s in specs:
         per_fold = [values[p] for p in problems if p.key == s.index]
-        passes = max(f.iterations for f in fitted if f.problem.key == s.index)
-        out[s.index] = (per_fold, seconds, passes)
+        out[s.index] = (per_fold, seconds)
     not_converged = [f for f in fitted if not f.converged]
     if not_converged:
         log.info(
