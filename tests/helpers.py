@@ -31,17 +31,23 @@ def write_dataset(
     csv: dict[str, object] | None = None,
     name: str = "trips",
     extra: dict[str, object] | None = None,
+    source_extra: dict[str, object] | None = None,
 ) -> Path:
     """Write conf/datasets/NAME.yaml and return its path."""
     source: dict[str, object] = {
         "format": fmt,
         "path": str(source_path),
         "columns": columns or TRIPS_COLUMNS,
+        **(source_extra or {}),
     }
     if csv is not None:
         source["csv"] = csv
     path = conf_dir / "datasets" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    base = conf_dir / "base.yaml"
+    if not base.exists():
+        # test inputs live in the test's folder, beside (not in) its lakehouse
+        base.write_text("allow_external_paths: true\n")
     path.write_text(
         yaml.safe_dump({"name": name, "source": source, "keys": ["id"], **(extra or {})})
     )

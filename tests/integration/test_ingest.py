@@ -7,6 +7,7 @@ import csv
 import gzip
 import json
 import zipfile
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -279,3 +280,102 @@ def test_cli_exit_codes_for_bad_input(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     expected = f"file:{bad}: header does not match the schema: missing column(s) day"
     assert last == f"lakeforge ingest: error: {expected}"
+
+
+def test_bad_encoding_empty_header_only_and_huge_line_are_each_accounted_for(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    write_lines(folder / "good.csv", [TRIPS_HEADER, *GOOD])
+    # Latin-1 bytes in a file read as UTF-8: Spark would store U+FFFD silently.
+    latin = [TRIPS_HEADER, "101,Zürich,1.0,2024-03-01", "102,Köln,2.0,2024-03-02"]
+    (folder / "latin1.csv").write_bytes(
+        ("\n".join([*latin, "103,UA,3.0,2024-03-03"]) + "\n").encode("latin-1")
+    )
+    (folder / "empty.csv").write_bytes(b"")
+    write_lines(folder / "header_only.csv", [TRIPS_HEADER])
+    huge = "X" * 1_200_000
+    write_lines(
+        folder / "huge.csv", [TRIPS_HEADER, f"201,{huge},1.0,2024-04-01", "202,UA,1.0,2024-04-02"]
+    )
+    cfg = job_config(write_dataset(tmp_path / "conf", folder))
+    tables = _tables(cfg)
+
+    result = ingest.run(spark, cfg)
+
+    assert (result.files, result.rows_read) == (5, 20 + 3 + 2)
+    assert (result.bronze_rows, result.quarantined_rows) == (20 + 1 + 1, 2 + 1)
+    quarantine = delta.read(spark, tables.bronze_quarantine)
+    reasons = {
+        Path(r["_source_file"]).name: r["_reason"]
+        for r in quarantine.select("_source_file", "_reason").collect()
+    }
+    assert (
+        reasons["latin1.csv"]
+        == "carrier: holds bytes that are not valid UTF-8 (source.csv.encoding)"
+    )
+    assert reasons["huge.csv"] == (
+        "row is 1200019 characters long, over source.max_row_chars (1000000)"
+    )
+    kept = quarantine.where(F.col("_source_file").endswith("huge.csv")).first()
+    assert kept is not None and huge in kept["_raw"]  # the whole line is kept, not cut
+    # Every file is logged done with its counts, the empty ones with zero rows,
+    # so none is read again.
+    logged = {
+        Path(r["file"]).name: (r["bronze_rows"], r["quarantined_rows"])
+        for r in delta.read(spark, tables.ingest_log).where("status = 'done'").collect()
+    }
+    assert logged == {
+        "good.csv": (20, 0),
+        "latin1.csv": (1, 2),
+        "empty.csv": (0, 0),
+        "header_only.csv": (0, 0),
+        "huge.csv": (1, 1),
+    }
+    assert ingest.run(spark, cfg).batch_id is None
+
+
+def test_schema_drift_is_rejected_or_evolves_bronze_as_configured(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    day1 = write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, *GOOD])
+    new_column = write_lines(
+        tmp_path / "day2.csv", [f"{TRIPS_HEADER},gate", "301,UA,1.0,2024-05-01,B12"]
+    )
+    dropped = write_lines(tmp_path / "day3.csv", ["id,carrier,day", "401,UA,2024-05-02"])
+    cfg = job_config(write_dataset(tmp_path / "conf", day1))
+    tables = _tables(cfg)
+    ingest.run(spark, cfg)
+    before = [delta.version(spark, t) for t in (tables.bronze, tables.ingest_log)]
+
+    # Default policy: reject, naming the file and the column, writing nothing.
+    with pytest.raises(SchemaMismatch, match=r"day2\.csv: .*unexpected column\(s\) gate"):
+        ingest.run(spark, cfg, input_path=str(new_column))
+    with pytest.raises(SchemaMismatch, match=r"day3\.csv: .*missing column\(s\) delay"):
+        ingest.run(spark, cfg, input_path=str(dropped))
+    assert [delta.version(spark, t) for t in (tables.bronze, tables.ingest_log)] == before
+
+    # evolve: the new column joins bronze (older rows have none); a missing
+    # column is still refused, never read as nulls.
+    evolving = job_config(
+        write_dataset(tmp_path / "conf", day1, source_extra={"schema_drift": "evolve"})
+    )
+    with pytest.raises(SchemaMismatch, match=r"day3\.csv: .*missing column\(s\) delay"):
+        ingest.run(spark, evolving, input_path=str(dropped))
+    assert ingest.run(spark, evolving, input_path=str(new_column)).bronze_rows == 1
+    bronze = delta.read(spark, tables.bronze)
+    assert bronze.schema["gate"].dataType.simpleString() == "string"  # Delta adds it at the end
+    assert [r["gate"] for r in bronze.where("id = 301").collect()] == ["B12"]
+    assert bronze.where("gate IS NULL").count() == 20
+
+    # Parquet: an undeclared column is drift too.
+    rows = spark.createDataFrame(
+        [(501, "UA", 1.5, date(2024, 6, 1), 7)],
+        "id int, carrier string, delay double, day date, seats int",
+    )
+    rows.write.parquet(str(tmp_path / "pq"))
+    parquet = job_config(
+        write_dataset(tmp_path / "conf3", tmp_path / "pq", fmt="parquet", name="other")
+    )
+    with pytest.raises(SchemaMismatch, match="unexpected column\\(s\\) seats"):
+        ingest.run(spark, parquet)

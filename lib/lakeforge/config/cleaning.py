@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from lakeforge.config.base import Model
+from lakeforge.config.base import Model, SqlExpression
 
 ROW_RULES = ("not_null", "range", "allowed", "regex", "sql")
 TABLE_RULES = ("unique", "row_count", "null_fraction")
@@ -38,7 +38,7 @@ class ParseSpec(Model):
 
 class Dedupe(Model):
     # SQL ordering expressions; the first row per key is kept (the latest by default).
-    order_by: list[str] = Field(default_factory=lambda: ["_ingested_at DESC"])
+    order_by: list[SqlExpression] = Field(default_factory=lambda: ["_ingested_at DESC"])
 
 
 class CleanSteps(Model):
@@ -49,7 +49,7 @@ class CleanSteps(Model):
     replace: dict[str, dict[str, str]] = Field(default_factory=dict)
     parse: dict[str, ParseSpec] = Field(default_factory=dict)
     # new column → Spark SQL expression over the columns above (in order)
-    derive: dict[str, str] = Field(default_factory=dict)
+    derive: dict[str, SqlExpression] = Field(default_factory=dict)
     dedupe: Dedupe = Field(default_factory=Dedupe)
 
 
@@ -65,7 +65,7 @@ class Rule(Model):
     max: float | None = None
     values: list[str | int | float] = Field(default_factory=list)
     pattern: str | None = None
-    expression: str | None = None
+    expression: SqlExpression | None = None
 
     @property
     def is_row_level(self) -> bool:

@@ -7,6 +7,7 @@ source.csv.delimter: unknown key`) and are raised before any Spark work.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from lakeforge import secrets
 from lakeforge.config.models import DatasetConfig, Settings
 from lakeforge.errors import ConfigError
+from lakeforge.storage.paths import is_uri, lakehouse_root
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 M = TypeVar("M", bound=BaseModel)
@@ -77,6 +80,8 @@ def resolve_env_refs(data: Any, source: str, path: str = "") -> Any:
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             value = os.environ.get(name)
+            if value is not None and secrets.looks_secret(name):
+                secrets.register(value)  # never echoed to logs or MLflow
             if value is None:
                 if default is None:
                     raise ConfigError(
@@ -151,4 +156,27 @@ def load_job_config(dataset_path: str | Path, env: str = "local") -> JobConfig:
     path = Path(dataset_path)
     dataset = load_dataset(path)
     settings, files = load_settings(conf_root_for(path), env)
+    dataset = _place_source(dataset, settings, path)
     return JobConfig(settings=settings, dataset=dataset, env=env, files=(*files, path))
+
+
+def _place_source(dataset: DatasetConfig, settings: Settings, where: Path) -> DatasetConfig:
+    """Resolve source.path against the lakehouse root and refuse one outside it
+    unless `allow_external_paths` (ConfigError naming the file and key)."""
+    given = dataset.source.path
+    if given is None or given.startswith("pkg://"):
+        return dataset
+    root = lakehouse_root(settings)
+    if is_uri(given) or given.startswith("/"):
+        resolved = given
+    else:
+        resolved = posixpath.normpath(posixpath.join(root, given))
+    inside = resolved == root or resolved.startswith(root.rstrip("/") + "/")
+    if not inside and not settings.allow_external_paths:
+        raise ConfigError(
+            f"{where}: source.path: {given} is outside the lakehouse {root}; "
+            "give a path inside it, or set allow_external_paths: true in conf/base.yaml "
+            "(or the environment's overlay) to read from anywhere"
+        )
+    source = dataset.source.model_copy(update={"path": resolved})
+    return dataset.model_copy(update={"source": source})

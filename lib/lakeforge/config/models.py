@@ -59,6 +59,12 @@ class Settings(Model):
     """Where things run and live: conf/base.yaml plus an environment overlay."""
 
     lakehouse: str = "./lakehouse"
+    # A dataset's source.path must lie inside the lakehouse (a relative path is
+    # read from there; `..` may not leave it) or be a `pkg://` file, unless
+    # this is true: then any absolute path or URI (s3a://, abfss://, gs://) is
+    # read. Off by default so that a dataset config cannot make a job read
+    # arbitrary files of the machine it runs on.
+    allow_external_paths: bool = False
     log_level: Literal["ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
     spark: SparkSettings = Field(default_factory=SparkSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
@@ -184,6 +190,15 @@ class Source(Model):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     jdbc: JdbcSource | None = None
     columns: Annotated[list[Column], Field(min_length=1)]
+    # A file whose columns differ from `columns`: `reject` fails the batch
+    # naming the file and column; `evolve` adds a new column to bronze (text
+    # for CSV, its own type for Parquet) so nothing in the file is lost. A
+    # declared column missing from a file, or of another type, is rejected
+    # either way: it would otherwise become nulls.
+    schema_drift: Literal["reject", "evolve"] = "reject"
+    # A text row longer than this (characters) is quarantined with a reason
+    # instead of landing in bronze (a runaway line, a missing newline).
+    max_row_chars: Annotated[int, Field(ge=1)] = 1_000_000
 
     @model_validator(mode="after")
     def _unique_columns(self) -> Source:

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from pydantic import Field
 
-from lakeforge.config.base import Model
+from lakeforge.config.base import Model, SqlExpression
 
 
 class PredictConfig(Model):
     # Spark SQL predicate picking the silver rows of the batch to score
-    where: str | None = None
+    where: SqlExpression | None = None
     # a registered version to score with; default: the `champion` alias
     model_version: Annotated[int, Field(ge=1)] | None = None
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from lakeforge.config.base import Model
+from lakeforge.config.base import Model, SqlExpression
 
 Task = Literal["binary", "multiclass", "regression"]
 ParamValue = bool | int | float | str | list[int]
@@ -105,7 +105,7 @@ class Selection(Model):
 
 class Features(Model):
     # new column → Spark SQL expression over silver columns (a SQLTransformer)
-    derive: dict[str, str] = Field(default_factory=dict)
+    derive: dict[str, SqlExpression] = Field(default_factory=dict)
     dates: list[DateParts] = Field(default_factory=list)
     numeric: Numeric | None = None
     categorical: Categorical | None = None
@@ -175,7 +175,7 @@ class TrainConfig(Model):
     task: Task
     label: str
     # Spark SQL predicate picking the silver rows to learn from (e.g. earlier months)
-    where: str | None = None
+    where: SqlExpression | None = None
     features: Features
     split: Split = Field(default_factory=Split)
     models: Annotated[list[Candidate], Field(min_length=1)]

@@ -159,32 +159,51 @@ def _open_text(path: Path, encoding: str) -> IO[str]:
 
 
 def check_csv_header(
-    file: InputFile, expected: list[str], delimiter: str, quote: str, encoding: str
-) -> None:
-    """Compare a local CSV file's header with the schema's column names.
+    file: InputFile,
+    expected: list[str],
+    delimiter: str,
+    quote: str,
+    encoding: str,
+    evolve: bool = False,
+    first_line: str | None = None,
+) -> list[str] | None:
+    """Compare a CSV file's header with the schema's column names; return the
+    header (None for an empty file, or a remote one when `first_line` is not given).
 
     Spark's own check only runs inside a task; this one runs on the driver
     first, so the error names the file and the column plainly. It also finds a
-    file whose compression is broken at the start. Remote files are left to
-    Spark (`enforceSchema=false`).
+    file whose compression is broken at the start. A remote file's header is
+    checked when the caller read its `first_line`; otherwise it is left to Spark
+    (`enforceSchema=false`). With `evolve`, columns the schema does not name
+    are accepted (they go to bronze as text) and columns are matched by name;
+    a declared column missing from the file is refused either way, since it
+    would be read as nulls.
     """
-    if not file.is_local:
-        return
-    path = local_path(file.readable)
-    try:
-        with _open_text(path, encoding) as handle:
-            first = next(csv.reader(handle, delimiter=delimiter, quotechar=quote), None)
-    except (OSError, EOFError, gzip.BadGzipFile, lzma.LZMAError, ValueError) as exc:
-        raise UnreadableInput(f"{file.path}: cannot be decompressed or read: {exc}") from exc
-    except csv.Error as exc:
-        raise SchemaMismatch(f"{file.path}: header line is not valid CSV: {exc}") from exc
+    if first_line is not None:
+        first = next(csv.reader([first_line], delimiter=delimiter, quotechar=quote), None)
+    elif not file.is_local:
+        return None
+    else:
+        path = local_path(file.readable)
+        try:
+            with _open_text(path, encoding) as handle:
+                first = next(csv.reader(handle, delimiter=delimiter, quotechar=quote), None)
+        except (OSError, EOFError, gzip.BadGzipFile, lzma.LZMAError, ValueError) as exc:
+            raise UnreadableInput(f"{file.path}: cannot be decompressed or read: {exc}") from exc
+        except csv.Error as exc:
+            raise SchemaMismatch(f"{file.path}: header line is not valid CSV: {exc}") from exc
     if first is None:
-        return  # an empty file has no rows to mismatch
+        return None  # an empty file has no rows to mismatch
     header = [h.strip() for h in first]
     if header == expected:
-        return
+        return header
     missing = [c for c in expected if c not in header]
     extra = [c for c in header if c not in expected]
+    doubled = sorted({c for c in header if header.count(c) > 1})
+    if doubled:
+        raise SchemaMismatch(f"{file.path}: header names column(s) twice: {', '.join(doubled)}")
+    if evolve and not missing:
+        return header
     if missing or extra:
         detail = "; ".join(
             part
@@ -194,6 +213,12 @@ def check_csv_header(
             )
             if part
         )
+        if missing and evolve:
+            detail += (
+                " (schema_drift: evolve adds new columns; a missing one is never read as nulls)"
+            )
+        elif extra and not missing:
+            detail += " (source.schema_drift: evolve would add them to bronze)"
     else:
         pos = next(i for i, (h, e) in enumerate(zip(header, expected, strict=True)) if h != e)
         detail = (

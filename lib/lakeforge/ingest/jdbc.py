@@ -20,6 +20,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from lakeforge import secrets
 from lakeforge.config.models import Column, JdbcSource
 from lakeforge.errors import SPARK_ERRORS, ConfigError, UnreadableInput
 
@@ -39,6 +40,7 @@ def credentials(src: JdbcSource) -> dict[str, str]:
             f"source.jdbc: environment variable(s) {', '.join(missing)} not set "
             "(the database credentials are read from there only)"
         )
+    secrets.register(os.environ[src.password_env])  # never echoed, wherever it might show
     return {"user": os.environ[src.user_env], "password": os.environ[src.password_env]}
 
 

@@ -11,7 +11,8 @@ per row instead of Spark's bare "malformed", and lets several null markers
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import reduce
 from urllib.parse import quote
 
 from pyspark.sql import Column as SparkColumn
@@ -60,8 +61,8 @@ def target_schema(columns: Sequence[Column]) -> T.StructType:
     return T.StructType([T.StructField(c.name, spark_type(c.type), True) for c in columns])
 
 
-def _text_schema(columns: Sequence[Column]) -> T.StructType:
-    fields = [T.StructField(c.name, T.StringType(), True) for c in columns]
+def _text_schema(names: Sequence[str]) -> T.StructType:
+    fields = [T.StructField(n, T.StringType(), True) for n in names]
     return T.StructType([*fields, T.StructField(RAW, T.StringType(), True)])
 
 
@@ -80,11 +81,42 @@ def _source_file_column(files: Sequence[InputFile]) -> SparkColumn:
     return F.coalesce(mapping[actual], actual)
 
 
-def read_text_rows(spark: SparkSession, source: Source, files: Sequence[InputFile]) -> DataFrame:
-    """Every row of CSV/JSON files as strings, with `_raw` set when the reader failed."""
+def read_text_rows(
+    spark: SparkSession,
+    source: Source,
+    files: Sequence[InputFile],
+    headers: Mapping[str, Sequence[str]] | None = None,
+) -> DataFrame:
+    """Every row of CSV/JSON files as strings, with `_raw` set when the reader failed.
+
+    `headers` (file path → its CSV header) is given under `schema_drift:
+    evolve`: files are then read by their own header, in groups of equal
+    headers, and the columns the schema does not name are kept (as text) after
+    the declared ones; a file without such a column has nulls there.
+    """
+    declared = [c.name for c in source.columns]
+    if source.format != "csv" or not headers:
+        return _read_text(spark, source, files, declared)
+    groups: dict[tuple[str, ...], list[InputFile]] = {}
+    for f in files:
+        groups.setdefault(tuple(headers.get(f.path) or declared), []).append(f)
+    extras = list(dict.fromkeys(c for h in groups for c in h if c not in declared))
+    frames = [
+        _read_text(spark, source, group, list(header)).select(
+            *declared, *[c for c in extras if c in header], RAW, SOURCE_FILE
+        )
+        for header, group in groups.items()
+    ]
+    out = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+    return out.select(*declared, *extras, RAW, SOURCE_FILE)
+
+
+def _read_text(
+    spark: SparkSession, source: Source, files: Sequence[InputFile], names: Sequence[str]
+) -> DataFrame:
     readables = [f.readable for f in files]
     reader = (
-        spark.read.schema(_text_schema(source.columns))
+        spark.read.schema(_text_schema(names))
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", RAW)
     )
@@ -120,22 +152,32 @@ def _cast(column: Column) -> SparkColumn:
 
 
 def type_rows(
-    rows: DataFrame, columns: Sequence[Column], null_values: Sequence[str], fmt: str
+    rows: DataFrame,
+    columns: Sequence[Column],
+    null_values: Sequence[str],
+    fmt: str,
+    max_row_chars: int = 1_000_000,
+    encoding: str = "UTF-8",
 ) -> DataFrame:
     """Cast text rows to the declared types and add `_reason` (null for good rows).
 
-    Values equal to a null marker become null before casting. Returns the typed
-    columns, `_source_file`, `_raw` (original text for bad rows) and `_reason`.
+    Values equal to a null marker become null before casting. A row is bad when
+    it did not split, when a value does not cast, when it holds bytes the
+    declared encoding cannot decode (Spark reads them as U+FFFD; we refuse to
+    store that silently), or when it is longer than `max_row_chars`. Returns
+    the typed columns, any undeclared (schema drift: evolve) text columns,
+    `_source_file`, `_raw` (original text for bad rows) and `_reason`.
     """
+    declared = {c.name for c in columns}
+    extras = [c for c in rows.columns if c not in declared and c not in (RAW, SOURCE_FILE)]
+    texts = [*(c.name for c in columns), *extras]
     markers = [m for m in null_values if m != ""]
     cleaned = rows
     if markers:
         cleaned = rows.select(
             *[
-                F.when(F.col(c.name).isin(markers), F.lit(None))
-                .otherwise(F.col(c.name))
-                .alias(c.name)
-                for c in columns
+                F.when(F.col(c).isin(markers), F.lit(None)).otherwise(F.col(c)).alias(c)
+                for c in texts
             ],
             RAW,
             SOURCE_FILE,
@@ -145,6 +187,13 @@ def type_rows(
         if fmt == "csv"
         else "not a valid JSON object"
     )
+    undecodable = [
+        F.when(
+            F.col(c).contains("\ufffd"),
+            F.lit(f"{c}: holds bytes that are not valid {encoding} (source.csv.encoding)"),
+        )
+        for c in texts
+    ]
     failures = [
         F.when(
             F.col(c.name).isNotNull() & _cast(c).isNull(),
@@ -154,23 +203,50 @@ def type_rows(
         )
         for c in columns
     ]
-    reason = F.when(F.col(RAW).isNotNull(), F.lit(structural)).otherwise(
-        F.nullif(F.concat_ws("; ", *failures), F.lit(""))
+    length = F.coalesce(
+        F.length(RAW),
+        # the fields plus the delimiters between them: the line's length
+        reduce(lambda a, b: a + b, [F.coalesce(F.length(c), F.lit(0)) for c in texts])
+        + F.lit(len(texts) - 1),
+    )
+    too_long = F.when(
+        length > max_row_chars,
+        F.concat(
+            F.lit("row is "),
+            length.cast("string"),
+            F.lit(f" characters long, over source.max_row_chars ({max_row_chars})"),
+        ),
+    )
+    undecoded = F.when(F.col(RAW).contains("\ufffd"), F.lit(f"not valid {encoding}; "))
+    reason = F.coalesce(
+        too_long,
+        F.when(
+            F.col(RAW).isNotNull(), F.concat(F.coalesce(undecoded, F.lit("")), F.lit(structural))
+        ),
+        F.nullif(F.concat_ws("; ", *undecodable, *failures), F.lit("")),
     )
     # Keep the text of rows that split but did not cast, so quarantine has it.
-    raw = F.coalesce(F.col(RAW), F.to_json(F.struct(*[F.col(c.name) for c in columns])))
+    raw = F.coalesce(F.col(RAW), F.to_json(F.struct(*[F.col(c) for c in texts])))
     return cleaned.select(
         *[_cast(c).alias(c.name) for c in columns],
+        *extras,
         F.col(SOURCE_FILE),
         F.when(reason.isNotNull(), raw).alias(RAW),
         reason.alias(REASON),
     )
 
 
-def check_types(where: str, actual: T.StructType, columns: Sequence[Column]) -> None:
+def check_types(
+    where: str, actual: T.StructType, columns: Sequence[Column], new_columns: str = "ignore"
+) -> list[str]:
     """Typed input (Parquet, a database) must hold every declared column with
     its type or a lossless narrower one; raises SchemaMismatch naming `where`
-    and the column, instead of casting values into nulls or truncating them."""
+    and the column, instead of casting values into nulls or truncating them.
+
+    Columns the schema does not name: `ignore` (a database table read as a
+    projection), `reject` (schema drift refused), `evolve` (returned, to be
+    kept in bronze with their own type).
+    """
     found = {fld.name: fld.dataType for fld in actual.fields}
     missing = [c.name for c in columns if c.name not in found]
     if missing:
@@ -181,31 +257,53 @@ def check_types(where: str, actual: T.StructType, columns: Sequence[Column]) -> 
             raise SchemaMismatch(
                 f"{where}: column {c.name} is {have.simpleString()}, schema says {c.type}"
             )
+    declared = {c.name for c in columns}
+    extra = [f.name for f in actual.fields if f.name not in declared]
+    if extra and new_columns == "reject":
+        raise SchemaMismatch(
+            f"{where}: unexpected column(s) {', '.join(extra)} "
+            "(source.schema_drift: evolve would add them to bronze)"
+        )
+    return extra if new_columns == "evolve" else []
 
 
 def read_parquet_rows(
-    spark: SparkSession, columns: Sequence[Column], files: Sequence[InputFile]
+    spark: SparkSession, columns: Sequence[Column], files: Sequence[InputFile], drift: str
 ) -> DataFrame:
     """Parquet files checked against the declared schema (names and types), then
-    read with `_raw`/`_reason` left null: Parquet rows are typed already.
+    read with `_raw`/`_reason` left null: Parquet rows are typed already. Under
+    `drift == "evolve"` the undeclared columns are kept with their own types.
 
     Raises SchemaMismatch naming the file and column.
     """
+    extras: list[str] = []
     for f in files:
-        check_types(f.path, spark.read.parquet(f.readable).schema, columns)
-    df = spark.read.parquet(*[f.readable for f in files])
+        found = check_types(f.path, spark.read.parquet(f.readable).schema, columns, drift)
+        extras += [c for c in found if c not in extras]
+    reader = spark.read.option("mergeSchema", "true") if extras else spark.read
+    df = reader.parquet(*[f.readable for f in files])
     return df.select(
         *[F.col(c.name).cast(spark_type(c.type)).alias(c.name) for c in columns],
+        *extras,
         _source_file_column(files).alias(SOURCE_FILE),
         F.lit(None).cast("string").alias(RAW),
         F.lit(None).cast("string").alias(REASON),
     )
 
 
-def read_rows(spark: SparkSession, source: Source, files: Sequence[InputFile]) -> DataFrame:
-    """All rows of `files`: typed columns, `_source_file`, `_raw`, `_reason`."""
+def read_rows(
+    spark: SparkSession,
+    source: Source,
+    files: Sequence[InputFile],
+    headers: Mapping[str, Sequence[str]] | None = None,
+) -> DataFrame:
+    """All rows of `files`: typed columns (then any kept undeclared ones),
+    `_source_file`, `_raw`, `_reason`."""
     if source.format == "parquet":
-        return read_parquet_rows(spark, source.columns, files)
-    text = read_text_rows(spark, source, files)
+        return read_parquet_rows(spark, source.columns, files, source.schema_drift)
+    text = read_text_rows(spark, source, files, headers)
     null_values = source.csv.null_values if source.format == "csv" else []
-    return type_rows(text, source.columns, null_values, source.format)
+    encoding = source.csv.encoding if source.format == "csv" else "UTF-8"
+    return type_rows(
+        text, source.columns, null_values, source.format, source.max_row_chars, encoding
+    )

@@ -10,9 +10,12 @@ duplicates removed, or the job fails.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import operator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import reduce
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
@@ -99,7 +102,10 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
         bronze_version=bronze_version,
         now=datetime.now(UTC).replace(tzinfo=None),
     )
-    rows = bronze.where(F.col("_batch_id").isin(todo))
+    # The declared columns only: a column bronze gained by schema evolution
+    # reaches silver once the dataset config declares it.
+    declared = [c.name for c in ds.source.columns]
+    rows = bronze.where(F.col("_batch_id").isin(todo)).select(*declared, *LINEAGE)
     try:
         tagged = row_rules.tag(normalise(rows, ds.clean), run_.rules)
     except AnalysisException as exc:
@@ -168,13 +174,18 @@ def _write(
         *LINEAGE,
         F.lit(run_.now).alias("_cleaned_at"),
     )
+    # One transaction id per set of batches: a racing clean of the same batches
+    # (or a re-run after a crash) adds its quarantine rows and log rows once.
+    app_id = f"{APP_ID}.{hashlib.sha256(run_.label.encode()).hexdigest()[:16]}"
     with timed(log, "clean: write silver") as stats:
         delta.append(
-            quarantine, tables.silver_quarantine, app_id=APP_ID, txn_version=run_.bronze_version
+            quarantine, tables.silver_quarantine, app_id=app_id, txn_version=run_.bronze_version
         )
+        before_version = delta.version(spark, tables.silver)
         before = delta.count(spark, tables.silver)
         data_columns = [c for c in deduped.columns if c not in LINEAGE]
         merged = delta.upsert(deduped, tables.silver, ds.keys, data_columns)
+        after_version = delta.version(spark, tables.silver)
         after = delta.count(spark, tables.silver)
         stats.update(inserted=merged.inserted, updated=merged.updated)
     n_good = summary.rows - summary.failed
@@ -188,19 +199,32 @@ def _write(
         duplicates=n_good - n_deduped,
         rule_counts=summary.counts,
     )
-    _reconcile(spark, tables, result, before, after)
+    ours = 0 if before_version is None else before_version + 1
+    growth = (before, after) if after_version in (before_version, ours) else None
+    _reconcile(spark, tables, result, growth, deduped, ds.keys)
     delta.append(
         spark.createDataFrame(
             _log_rows(result, run_.bronze_version, run_.now), schema=CLEAN_LOG_SCHEMA
         ),
         tables.clean_log,
+        app_id=app_id,
+        txn_version=run_.bronze_version,
     )
     return replace(result, silver_version=delta.version(spark, tables.silver))
 
 
 def _reconcile(
-    spark: SparkSession, tables: Tables, result: CleanResult, before: int, after: int
+    spark: SparkSession,
+    tables: Tables,
+    result: CleanResult,
+    growth: tuple[int, int] | None,
+    deduped: DataFrame,
+    keys: list[str],
 ) -> None:
+    """Every bronze row accounted for once. `growth` is silver's row count before
+    and after our MERGE when no other writer committed in between; with a
+    concurrent writer the growth is not ours alone, so every key we merged
+    must be in silver instead."""
     quarantined = (
         delta.read(spark, tables.silver_quarantine)
         .where(F.col("_batch_id").isin(list(result.batches)))
@@ -216,8 +240,20 @@ def _reconcile(
     problems = []
     if accounted != result.bronze_rows or result.unchanged < 0:
         problems.append(f"the terms add up to {accounted}, not {result.bronze_rows}")
-    if after - before != result.inserted:
-        problems.append(f"silver grew by {after - before} rows, MERGE reported {result.inserted}")
+    if growth is not None:
+        before, after = growth
+        if after - before != result.inserted:
+            problems.append(
+                f"silver grew by {after - before} rows, MERGE reported {result.inserted}"
+            )
+    else:
+        mine = deduped.select(*keys).alias("m")
+        silver = delta.read(spark, tables.silver).select(*keys).alias("s")
+        same = [F.col(f"m.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys]
+        missing = mine.join(silver, reduce(operator.and_, same), "left_anti").count()
+        log.info("clean: silver changed concurrently; checked that all merged keys are in it")
+        if missing:
+            problems.append(f"{missing} merged key(s) are not in silver")
     if quarantined != result.quarantined:
         problems.append(
             f"silver quarantine holds {quarantined} rows, expected {result.quarantined}"

@@ -98,12 +98,12 @@ def run(
         return IngestResult(None, 0, len(found), 0, 0, 0, delta.version(spark, tables.bronze))
     if batch.resumed:
         log.warning("ingest: resuming unfinished batch %s (#%d)", batch.batch_id, batch.seq)
-    else:
-        _precheck(cfg, batch)
+    headers = _precheck(spark, cfg, batch)
+    if not batch.resumed:
         _append_log(spark, tables, batches.log_rows_for(batch, batches.PLANNED, now))
 
     with timed(log, f"ingest: batch {batch.batch_id}") as stats:
-        counts = _write_batch(spark, cfg, tables, batch, now)
+        counts = _write_batch(spark, cfg, tables, batch, now, headers)
         stats.update(
             files=len(batch.files),
             read=counts.rows_read,
@@ -228,21 +228,58 @@ def _append_jdbc_log(
     delta.append(frame, tables.jdbc_log)
 
 
-def _precheck(cfg: JobConfig, batch: batches.Batch) -> None:
+def _precheck(
+    spark: SparkSession, cfg: JobConfig, batch: batches.Batch
+) -> dict[str, list[str]] | None:
+    """Check every CSV header against the schema before anything is planned or
+    written; under `schema_drift: evolve`, return each file's header (the
+    reader then reads a file by its own columns). Raises SchemaMismatch."""
     source = cfg.dataset.source
     if source.format != "csv":
-        return
+        return None
     files.check_encoding(source.csv.encoding)
-    if source.csv.header:
-        expected = [c.name for c in source.columns]
-        for f in batch.files:
-            files.check_csv_header(
-                f, expected, source.csv.delimiter, source.csv.quote, source.csv.encoding
-            )
+    if not source.csv.header:
+        return None
+    evolve = source.schema_drift == "evolve"
+    expected = [c.name for c in source.columns]
+    headers: dict[str, list[str]] = {}
+    for f in batch.files:
+        # A remote file's header is read through Spark only when it decides how
+        # the file is read (evolve); otherwise Spark's own check covers it.
+        first = _first_line(spark, f.readable) if evolve and not f.is_local else None
+        header = files.check_csv_header(
+            f,
+            expected,
+            source.csv.delimiter,
+            source.csv.quote,
+            source.csv.encoding,
+            evolve=evolve,
+            first_line=first,
+        )
+        if header is not None:
+            headers[f.path] = header
+            extra = [c for c in header if c not in expected]
+            if extra:
+                log.warning(
+                    "ingest: %s: new column(s) %s kept in bronze as text (schema_drift)",
+                    f.path,
+                    ", ".join(extra),
+                )
+    return headers if evolve else None
+
+
+def _first_line(spark: SparkSession, readable: str) -> str | None:
+    row = spark.read.text(readable).first()
+    return None if row is None else str(row[0])
 
 
 def _write_batch(
-    spark: SparkSession, cfg: JobConfig, tables: Tables, batch: batches.Batch, now: datetime
+    spark: SparkSession,
+    cfg: JobConfig,
+    tables: Tables,
+    batch: batches.Batch,
+    now: datetime,
+    headers: dict[str, list[str]] | None,
 ) -> _Counts:
     def failed() -> None:
         _append_log(spark, tables, batches.log_rows_for(batch, batches.FAILED, now))
@@ -251,7 +288,7 @@ def _write_batch(
         spark,
         cfg,
         tables,
-        parse.read_rows(spark, cfg.dataset.source, batch.files),
+        parse.read_rows(spark, cfg.dataset.source, batch.files, headers),
         (batch.seq, batch.batch_id, now),
         [f.path for f in batch.files],
         failed,
@@ -273,7 +310,11 @@ def _write_rows(
     quarantine, both with the batch's Delta transaction version (`seq`), then
     reconcile. Before bronze commits, a failure records the batch as failed."""
     seq, batch_id, now = batch
-    columns = [c.name for c in cfg.dataset.source.columns]
+    declared = [c.name for c in cfg.dataset.source.columns]
+    internal = (parse.SOURCE_FILE, parse.RAW, parse.REASON)
+    # declared columns, then any new ones kept under schema_drift: evolve
+    columns = [*declared, *[c for c in parsed.columns if c not in declared and c not in internal]]
+    evolve = len(columns) > len(declared)
     committed = False
     rows = (
         parsed.withColumn(BATCH_ID, F.lit(batch_id))
@@ -286,7 +327,13 @@ def _write_rows(
         good = rows.where(F.col(parse.REASON).isNull())
         bad = rows.where(F.col(parse.REASON).isNotNull())
         lineage = [BATCH_ID, parse.SOURCE_FILE, INGESTED_AT]
-        delta.append(good.select(*columns, *lineage), tables.bronze, app_id=APP_ID, txn_version=seq)
+        delta.append(
+            good.select(*columns, *lineage),
+            tables.bronze,
+            app_id=APP_ID,
+            txn_version=seq,
+            merge_schema=evolve,
+        )
         committed = True
         delta.append(
             bad.select(parse.RAW, parse.REASON, *lineage),

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeforge import secrets
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
@@ -167,21 +168,22 @@ def _train(
         cfg.settings.mlflow.tracking_uri, ds.name, f"train-{ds.name}-silver-v{version}"
     ) as parent:
         runs.log_inputs(train, table, version, f"{ds.name}-silver", tags)
-        mlflow.log_params(
-            {
-                "task": spec.task,
-                "label": spec.label,
-                "where": spec.where or "",
-                "split": spec.split.model_dump_json(),
-                "search": spec.search.model_dump_json(),
-                "metric": spec.metric,
-                "candidates": len(specs),
-                "rows_train": split_counts[TRAIN],
-                "rows_validation": split_counts[VALIDATION],
-                "rows_test": split_counts[TEST],
-            }
-        )
-        mlflow.log_text(json.dumps(json.loads(config_json), indent=2), "config/dataset.json")
+        params: dict[str, object] = {
+            "task": spec.task,
+            "label": spec.label,
+            "where": spec.where or "",
+            "split": spec.split.model_dump_json(),
+            "search": spec.search.model_dump_json(),
+            "metric": spec.metric,
+            "candidates": len(specs),
+            "rows_train": split_counts[TRAIN],
+            "rows_validation": split_counts[VALIDATION],
+            "rows_test": split_counts[TEST],
+        }
+        # config values may hold a ${SECRET} reference resolved at load time
+        mlflow.log_params({k: secrets.scrub(str(v)) for k, v in params.items()})
+        config_text = json.dumps(json.loads(config_json), indent=2)
+        mlflow.log_text(secrets.scrub(config_text), "config/dataset.json")
         with timed(log, "train: cross-validated search") as stats:
             result = cross_validate(
                 train,

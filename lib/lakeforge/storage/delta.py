@@ -8,6 +8,7 @@ version it has already seen, so a job re-run after a crash adds nothing twice.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,19 +47,36 @@ def read(spark: SparkSession, path: str, as_of: int | None = None) -> DataFrame:
 
 
 def append(
-    df: DataFrame, path: str, *, app_id: str | None = None, txn_version: int | None = None
+    df: DataFrame,
+    path: str,
+    *,
+    app_id: str | None = None,
+    txn_version: int | None = None,
+    merge_schema: bool = False,
 ) -> None:
     """Append `df` to the table at `path` (created if absent).
 
     With `app_id` and `txn_version` the append happens exactly once: Delta skips
     a later write with a (`app_id`, `txn_version`) it has already committed.
     `txn_version` must come from the input (a batch sequence), never the clock.
-    Schema changes are rejected by Delta (no silent evolution).
+    Two such appends racing with the same transaction id conflict; the loser is
+    retried and then finds the version committed, so it adds nothing.
+    Schema changes are rejected by Delta unless `merge_schema` (new columns
+    only, an explicit configured choice).
     """
-    writer = df.write.format("delta").mode("append")
-    if app_id is not None and txn_version is not None:
-        writer = writer.option("txnAppId", app_id).option("txnVersion", txn_version)
-    writer.save(path)
+
+    def attempt() -> None:
+        writer = df.write.format("delta").mode("append")
+        if app_id is not None and txn_version is not None:
+            writer = writer.option("txnAppId", app_id).option("txnVersion", txn_version)
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
+        writer.save(path)
+
+    if app_id is None:
+        attempt()  # blind appends do not conflict with each other
+    else:
+        with_retry(attempt, what=f"append to {path}")
 
 
 def replace_where(
@@ -94,13 +112,13 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
     writers that conflict are retried a few times with backoff.
     """
     spark = df.sparkSession
-    if not is_table(spark, path):
-        df.write.format("delta").mode("errorifexists").save(path)
-        return MergeCounts(inserted=count(spark, path), updated=0)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare) or "false"
 
     def attempt() -> MergeCounts:
+        if not is_table(spark, path):
+            df.write.format("delta").mode("errorifexists").save(path)
+            return MergeCounts(inserted=count(spark, path), updated=0)
         metrics = (
             DeltaTable.forPath(spark, path)
             .alias("t")
@@ -119,7 +137,10 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
 
 
 T = TypeVar("T")
+# Delta's concurrent-modification conflicts, plus a table created by another
+# writer between our "does it exist" and our create.
 _CONFLICTS = (
+    "DELTA_PATH_EXISTS",
     "ConcurrentAppendException",
     "ConcurrentDeleteReadException",
     "ConcurrentDeleteDeleteException",
@@ -138,7 +159,8 @@ def with_retry(action: Callable[[], T], *, what: str, attempts: int = 4) -> T:
         except Exception as exc:
             if attempt == attempts or not any(c in str(exc) for c in _CONFLICTS):
                 raise
-            delay = 0.5 * 2 ** (attempt - 1)
+            # exponential, with jitter so that two losers do not collide again
+            delay = 0.5 * 2 ** (attempt - 1) * (1 + random.random())
             log.warning(
                 "%s: concurrent write conflict, retry %d/%d in %.1fs",
                 what,

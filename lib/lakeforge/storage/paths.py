@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lakeforge.config.models import Settings
+if TYPE_CHECKING:  # the config loader uses this module: no import cycle at run time
+    from lakeforge.config.models import Settings
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 

@@ -1,0 +1,119 @@
+"""Security basics, before Spark starts: config paths stay inside the
+lakehouse unless allowed, credentials never reach our output, and SQL from
+config is only ever an expression."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakeforge import secrets
+from lakeforge.cli import main
+from lakeforge.config import load_job_config
+from lakeforge.errors import ConfigError
+from lakeforge.logs import configure
+from tests.helpers import write_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dataset(tmp_path: Path, source_path: str, allow: bool | None = None) -> Path:
+    conf = tmp_path / "conf"
+    path = write_dataset(conf, source_path)
+    base: dict[str, object] = {"lakehouse": str(tmp_path / "lake")}
+    if allow is not None:
+        base["allow_external_paths"] = allow
+    (conf / "base.yaml").write_text(yaml.safe_dump(base))
+    return path
+
+
+@pytest.fixture
+def no_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LAKEFORGE_LAKEHOUSE", "MLFLOW_TRACKING_URI", "LAKEFORGE_CONF_DIR"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.usefixtures("no_env_overrides")
+@pytest.mark.parametrize(
+    "given",
+    ["/etc/passwd", "../outside/trips.csv", "landing/../../outside.csv", "s3a://other/raw/"],
+)
+def test_a_source_path_outside_the_lakehouse_is_refused_unless_allowed(
+    tmp_path: Path, given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = _dataset(tmp_path, given)
+    with pytest.raises(ConfigError, match=r"source.path: .* is outside the lakehouse"):
+        load_job_config(dataset)
+    assert main(["ingest", "--dataset", str(dataset)]) == 2  # before Spark starts
+    assert "allow_external_paths: true" in capsys.readouterr().err
+
+    allowed = _dataset(tmp_path, given, allow=True)
+    assert load_job_config(allowed).dataset.source.path is not None
+
+
+@pytest.mark.usefixtures("no_env_overrides")
+def test_relative_source_paths_are_read_from_inside_the_lakehouse(tmp_path: Path) -> None:
+    cfg = load_job_config(_dataset(tmp_path, "landing/trips/"))
+    assert cfg.dataset.source.path == f"{tmp_path}/lake/landing/trips"
+    inside = load_job_config(_dataset(tmp_path, f"{tmp_path}/lake/landing/x.csv"))
+    assert inside.dataset.source.path == f"{tmp_path}/lake/landing/x.csv"
+    shipped = load_job_config(REPO / "conf/datasets/flights.yaml")
+    assert str(shipped.dataset.source.path).startswith("pkg://")
+
+
+def test_secret_values_are_scrubbed_from_log_lines_and_cli_errors(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    canary = "canary-7f3a9c1e-not-a-real-password"
+    monkeypatch.setenv("SHOP_DB_PASSWORD", canary)
+    configure("INFO")  # reads the secret-looking variables of the environment
+    logging.getLogger("lakeforge.test").info("connecting with %s", canary)
+    # A config that references the secret where it does not belong: the error
+    # names the key, never the value.
+    dataset = write_dataset(tmp_path / "conf", tmp_path / "in.csv", name="trips")
+    data = yaml.safe_load(dataset.read_text())
+    data["source"]["csv"] = {"delimiter": "${SHOP_DB_PASSWORD}"}
+    dataset.write_text(yaml.safe_dump(data))
+    assert main(["ingest", "--dataset", str(dataset)]) == 2
+    err = capsys.readouterr().err
+    assert "connecting with ***" in err
+    assert "csv.delimiter" in err
+    assert canary not in err
+    assert secrets.scrub(f"x {canary} y") == "x *** y"
+
+
+def test_sql_from_config_is_only_used_as_expressions() -> None:
+    """No module builds a SQL statement: there is no `spark.sql(...)` call in the
+    code, and config text reaches Spark only through expression APIs
+    (F.expr / DataFrame.where), which parse one expression and nothing else."""
+    calls = []
+    for path in sorted((REPO / "lib/lakeforge").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("sql", "selectExpr")
+            ):
+                calls.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "field, text",
+    [
+        ("rules", [{"name": "r", "type": "sql", "expression": "1 = 1; DROP TABLE silver"}]),
+        ("clean", {"derive": {"d": "id) FROM x; DELETE FROM silver WHERE (1"}}),
+    ],
+)
+def test_a_statement_smuggled_into_an_expression_is_a_config_error(
+    field: str, text: object, tmp_path: Path
+) -> None:
+    dataset = write_dataset(tmp_path / "conf", tmp_path / "in.csv", extra={field: text})
+    with pytest.raises(ConfigError, match="not a single SQL expression"):
+        load_job_config(dataset)
