@@ -62,7 +62,7 @@ def canary(monkeypatch: pytest.MonkeyPatch) -> str:
     return CANARY
 
 
-def _write_inputs(spark: SparkSession, folder: Path) -> tuple[Path, Path, pd.DataFrame]:
+def _write_inputs(spark: SparkSession, folder: Path) -> tuple[Path, pd.DataFrame]:
     """Day 1 as one CSV file, day 2 as eight (eight write tasks: time to crash)."""
     rows = scores_frame(spark, ALL).toPandas().sort_values("id")
     day1, day2 = folder / "day1", folder / "day2"
@@ -71,7 +71,7 @@ def _write_inputs(spark: SparkSession, folder: Path) -> tuple[Path, Path, pd.Dat
     rows[:DAY1].to_csv(day1 / "part-0.csv", index=False)
     for i, part in enumerate(range(DAY1, ALL, (ALL - DAY1) // 8)):
         rows[part : part + (ALL - DAY1) // 8].to_csv(day2 / f"part-{i}.csv", index=False)
-    return day1, day2, rows
+    return day2, rows
 
 
 def _dataset(tmp_path: Path, conf: str, models: list[dict[str, object]]) -> Path:
@@ -167,7 +167,7 @@ def test_killed_ingest_and_clean_keep_the_last_commit_and_racing_cleans_lose_not
     canary: str,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    _day1, day2, rows = _write_inputs(spark, tmp_path / "in")
+    day2, rows = _write_inputs(spark, tmp_path / "in")
     dataset = _dataset(tmp_path, "conf", QUICK)
     cfg = job_config(dataset)
     tables = tables_for(cfg.settings, "scores")
@@ -252,7 +252,7 @@ def test_crashed_search_killed_predict_and_failing_rule_leave_registry_and_gold_
     dataset = _dataset(tmp_path, "conf", QUICK)
     cfg = job_config(dataset)
     tables = tables_for(cfg.settings, "scores")
-    client = MlflowClient()
+    client = MlflowClient(cfg.settings.mlflow.tracking_uri)  # not an earlier test's
     # silver as clean leaves it (the lineage columns are not needed here)
     delta.append(rows.where(f"id < {DAY1}"), tables.silver)
     assert train.run(spark, cfg) is not None

@@ -40,6 +40,9 @@ def test_ingest_job_runs_under_spark_submit_with_its_master(
             "local[1]",
             "--conf",
             "spark.ui.enabled=false",
+            # a short-lived driver: the JIT tier that starts fastest (test speed)
+            "--driver-java-options",
+            "-XX:TieredStopAtLevel=1",
             "--jars",
             ",".join(str(p) for p in delta_jar_paths()),
             str(REPO / "jobs" / "ingest.py"),

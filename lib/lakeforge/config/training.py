@@ -8,6 +8,7 @@ type fails at load time with its key path (the catalogue in
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -103,6 +104,9 @@ class Selection(Model):
     value: float = 50
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class Features(Model):
     # new column → Spark SQL expression over silver columns (a SQLTransformer)
     derive: dict[str, SqlExpression] = Field(default_factory=dict)
@@ -116,6 +120,9 @@ class Features(Model):
     def _some_features(self) -> Features:
         if not (self.numeric or self.categorical or self.buckets or self.dates):
             raise ValueError("name at least one numeric, categorical, bucket or date feature")
+        odd = [n for n in self.derive if not _IDENTIFIER.match(n)]
+        if odd:  # the names go into the SQLTransformer's statement
+            raise ValueError(f"derive: column names must be identifiers: {', '.join(odd)}")
         return self
 
     def input_columns(self) -> list[str]:
