@@ -160,8 +160,14 @@ def _run_jdbc(
 
     with timed(log, f"ingest: batch {window.batch_id}") as stats:
         where = jdbc.window(src, window.low, window.high, mark)
-        raw = reader.read(where)
-        parse.check_types(jdbc.label(src), raw.schema, cfg.dataset.source.columns)
+        try:
+            # Resolving the schema is a query too: a connection dropped there
+            # (or a type mismatch) fails the batch as much as one mid-read.
+            raw = reader.read(where)
+            parse.check_types(jdbc.label(src), raw.schema, cfg.dataset.source.columns)
+        except LakeforgeError:
+            failed()
+            raise
         typed = raw.select(
             *[F.col(c) for c in columns],
             F.lit(jdbc.label(src)).alias(parse.SOURCE_FILE),
@@ -241,7 +247,7 @@ def _precheck(
     if not source.csv.header:
         return None
     evolve = source.schema_drift == "evolve"
-    expected = [c.name for c in source.columns]
+    expected = [c.in_file for c in source.columns]
     headers: dict[str, list[str]] = {}
     for f in batch.files:
         # A remote file's header is read through Spark only when it decides how
