@@ -92,6 +92,23 @@ def check_packages() -> list[Check]:
     return checks
 
 
+def check_xgboost() -> Check:
+    """The `xgboost` estimator is an extra: advice when it is missing, never a
+    failure (every other estimator works without it)."""
+    for dist in ("xgboost-cpu", "xgboost"):
+        try:
+            found = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        return Check("xgboost", True, f"{dist} {found}: the xgboost estimator is available")
+    return Check(
+        "xgboost",
+        True,
+        "not installed: the xgboost estimator is unavailable",
+        "optional: pip install 'lakeforge[xgboost]' (scripts/setup.sh installs it)",
+    )
+
+
 def check_jars(extras: tuple[str, ...]) -> Check:
     fix = "run scripts/setup.sh (python -m lakeforge.jars fetch" + (
         " --with s3)" if extras else ")"
@@ -201,6 +218,7 @@ def run_checks(settings: Settings) -> list[Check]:
         check_java,
         check_packages,
         check_blas,
+        check_xgboost,
         lambda: check_jars(extras),
         lambda: check_master(settings),
         lambda: check_lakehouse(settings),

@@ -26,7 +26,8 @@ def configure(level: str = "INFO") -> None:
     secrets.register_environment()
     root.setLevel(logging.WARNING)
     logging.getLogger("lakeforge").setLevel(level.upper())
-    for noisy in ("py4j", "pyspark", "urllib3", "alembic", "great_expectations"):
+    # XGBoost-PySpark: xgboost.spark's per-fit chatter (its workers follow the driver's level)
+    for noisy in ("py4j", "pyspark", "urllib3", "alembic", "great_expectations", "XGBoost-PySpark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

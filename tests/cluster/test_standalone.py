@@ -7,6 +7,7 @@ executors, and a cluster that cannot run the job fails fast with a clear error.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -257,6 +258,63 @@ def test_pipeline_runs_on_the_workers_and_survives_losing_one(
         )
         assert got.count() == want.count()
         assert got.exceptAll(want).isEmpty() and want.exceptAll(got).isEmpty(), table
+
+
+def test_xgboost_trains_on_both_workers_executors(
+    py_files: Path, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The penguins regression demo with one xgboost candidate of two workers,
+    trained on two single-core workers: its barrier stage needs both executors
+    at once, so the fit can only succeed with a training task on each."""
+    dataset: dict[str, object] = yaml.safe_load(
+        (REPO / "conf/datasets/penguins_mass.yaml").read_text()
+    )
+    train = dataset["train"]
+    assert isinstance(train, dict)
+    train["models"] = [
+        {
+            "estimator": "xgboost",
+            "params": {"n_estimators": 40, "max_depth": 3, "num_workers": 2},
+        }
+    ]
+    train["split"]["folds"] = 2
+    path = _conf_root(tmp_path, dataset)
+    # silver comes from this test's local session; training is the cluster's
+    monkeypatch.setenv("LAKEFORGE_LAKEHOUSE", str(tmp_path / "lake"))
+    local = load_job_config(path, "local")
+    ingest.run(spark, local)
+    clean.run(spark, local)
+    pair = loopback.start(tmp_path / "cluster", workers=2, cores=1, memory="1g")
+    try:
+        done = _submit("train", pair.master_url, path, py_files, tmp_path)
+
+        def finished() -> list[dict[str, str]]:
+            return [a for a in pair.status()["completedapps"] if a["name"].startswith("lakeforge-")]
+
+        loopback.wait_until(lambda: bool(finished()), 30, "the application to complete", pair)
+        apps = finished()
+    finally:
+        loopback.stop(pair)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "cluster: 2 executor(s) registered" in output
+    assert len(apps) == 1
+    # each worker's executor ran an xgboost training task (rank 0 or rank 1)
+    ranks = set()
+    for work_dir in pair.worker_dirs:
+        text = "".join(
+            log.read_text(errors="replace")
+            for log in (Path(work_dir) / apps[0]["id"]).glob("*/std*")
+        )
+        found = set(re.findall(r"got rank (\d)", text))
+        assert found, f"no xgboost training task ran in {work_dir}"
+        ranks |= found
+    assert ranks == {"0", "1"}
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns.db")
+    champion = client.get_model_version_by_alias("penguins_mass", "champion")
+    run = client.get_run(str(champion.run_id))
+    assert run.data.params["best_estimator"] == "xgboost"
+    assert run.data.metrics["test_r2"] > 0.7
 
 
 def test_unreachable_master_fails_at_once(py_files: Path, tmp_path: Path) -> None:

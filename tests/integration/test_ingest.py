@@ -69,6 +69,29 @@ def test_clean_csv_lands_in_bronze_with_lineage(
     assert dict(bronze.dtypes)["day"] == "date"
 
 
+def test_header_names_that_are_not_identifiers_map_to_the_declared_names(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    columns = [
+        {"name": "id", "type": "int", "header": "Trip ID"},
+        {"name": "carrier", "type": "string", "header": "Carrier (IATA)"},
+        {"name": "delay", "type": "double"},
+        {"name": "day", "type": "date", "format": "yyyy-MM-dd"},
+    ]
+    header = "Trip ID,Carrier (IATA),delay,day"
+    write_lines(tmp_path / "in" / "day1.csv", [header, *GOOD])
+    cfg = job_config(write_dataset(tmp_path / "conf", tmp_path / "in", columns=columns))
+    assert ingest.run(spark, cfg).bronze_rows == 20
+    bronze = delta.read(spark, _tables(cfg).bronze)
+    assert bronze.columns[:4] == ["id", "carrier", "delay", "day"]
+    assert bronze.where("id = 2 AND carrier = 'UA'").count() == 1
+
+    # the header is still checked, by the file's own names
+    write_lines(tmp_path / "in" / "day2.csv", ["id,Carrier (IATA),delay,day", *GOOD])
+    with pytest.raises(SchemaMismatch, match=r"day2.csv: .*missing column\(s\) Trip ID"):
+        ingest.run(spark, cfg)
+
+
 def test_dirty_rows_are_quarantined_with_a_reason_and_counts_reconcile(
     spark: SparkSession, lakehouse: Path, tmp_path: Path
 ) -> None:

@@ -79,3 +79,63 @@ def test_train_with_a_bad_estimator_exits_2_before_spark_starts(
     path = write_scores_dataset(tmp_path / "conf", models=[{"estimator": "xgboosted"}])
     assert main(["train", "--dataset", str(path)]) == 2
     assert "unknown estimator" in capsys.readouterr().err
+
+
+def test_class_weights_need_estimators_that_take_row_weights(tmp_path: Path) -> None:
+    _fails(
+        tmp_path,
+        r"models\.0 \(mlp\): takes no row weights, so it cannot use train\.class_weight",
+        models=[{"estimator": "mlp"}],
+        class_weight="balanced",
+    )
+
+
+def test_a_stack_member_is_checked_like_a_candidate(tmp_path: Path) -> None:
+    stack = {"estimator": "stacking", "base": [{"estimator": "logistic_regression"}]}
+    _fails(tmp_path, r"models\.0 \(stacking\): stacking needs two or more base", models=[stack])
+    stack["base"] = [
+        {"estimator": "logistic_regression"},
+        {"estimator": "random_forest", "params": {"numTree": 5}},
+    ]
+    _fails(tmp_path, r"base\.1 \(random_forest\): unknown param 'numTree'", models=[stack])
+    _fails(
+        tmp_path,
+        r"models\.0 \(logistic_regression\): base and meta are for estimator stacking",
+        models=[{"estimator": "logistic_regression", "base": [{"estimator": "gbt"}] * 2}],
+    )
+
+
+def test_xgboost_params_are_checked_against_xgboost_spark(tmp_path: Path) -> None:
+    _fails(
+        tmp_path,
+        r"models\.0 \(xgboost\): unknown param 'max_dept'; it takes: .*max_depth",
+        models=[{"estimator": "xgboost", "grid": {"max_dept": [3]}}],
+    )
+    _fails(  # xgboost.spark takes the thread count from Spark
+        tmp_path,
+        r"unknown param 'n_jobs'",
+        models=[{"estimator": "xgboost", "params": {"n_jobs": 4}}],
+    )
+
+
+def test_a_decision_threshold_is_for_binary_models_with_a_validation_split(
+    tmp_path: Path,
+) -> None:
+    _fails(
+        tmp_path,
+        r"optimise precision needs a target",
+        threshold={"optimise": "precision"},
+    )
+    _fails(
+        tmp_path,
+        r"threshold is tuned on the validation split",
+        threshold={"optimise": "f1"},
+        split={"validation": 0.0, "test": 0.25},
+    )
+    _fails(
+        tmp_path,
+        r"threshold is for task binary",
+        task="regression",
+        models=[{"estimator": "linear_regression"}],
+        threshold={"optimise": "f1"},
+    )

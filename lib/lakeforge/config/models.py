@@ -75,6 +75,14 @@ class Column(Model):
     type: str
     # Pattern for date/timestamp columns parsed from text (Spark datetime pattern).
     format: str | None = None
+    # CSV: the column's name in the file's header when it is not an identifier
+    # ("Sample Number"); bronze and everything after it use `name`.
+    header: str | None = None
+
+    @property
+    def in_file(self) -> str:
+        """The name the file's header gives this column."""
+        return self.header or self.name
 
     @field_validator("name")
     @classmethod
@@ -206,6 +214,12 @@ class Source(Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        renamed = [c.name for c in self.columns if c.header is not None]
+        if renamed and self.format != "csv":
+            raise ValueError(
+                f"columns {', '.join(renamed)}: header names a CSV header's column; "
+                f"a {self.format} source has none"
+            )
         if self.format == "jdbc":
             if self.jdbc is None:
                 raise ValueError("format jdbc needs a jdbc section (url, table or query, ...)")

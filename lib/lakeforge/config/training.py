@@ -136,12 +136,45 @@ class Features(Model):
         return [n for n in dict.fromkeys(names) if n not in self.derive]
 
 
+class Member(Model):
+    """A base model or the meta-learner of a stack: an estimator of the
+    catalogue with fixed params."""
+
+    estimator: str
+    params: dict[str, ParamValue | list[ParamValue]] = Field(default_factory=dict)
+
+
 class Candidate(Model):
-    """One estimator of the catalogue: fixed `params` and a `grid` to search."""
+    """One estimator of the catalogue: fixed `params` and a `grid` to search.
+
+    `stacking` also names its `base` models (two or more) and its `meta`
+    learner (default: logistic regression for classification, linear
+    regression for regression); its own params (`numFolds`, `passthrough`)
+    go in `params` or `grid` like any other estimator's."""
 
     estimator: str
     params: dict[str, ParamValue | list[ParamValue]] = Field(default_factory=dict)
     grid: dict[str, Annotated[list[ParamValue], Field(min_length=1)]] = Field(default_factory=dict)
+    base: list[Member] = Field(default_factory=list)
+    meta: Member | None = None
+
+
+class Threshold(Model):
+    """The decision threshold of a binary model, tuned on the validation split
+    and stored in the model (predict applies it): `f1` maximises F1;
+    `precision` with `target` 0.9 takes the threshold of highest recall whose
+    precision is at least 0.9 (`recall` the other way round)."""
+
+    optimise: Literal["f1", "precision", "recall"] = "f1"
+    target: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _target_for_a_level(self) -> Threshold:
+        if self.optimise == "f1" and self.target is not None:
+            raise ValueError("target is for optimise precision or recall; f1 takes none")
+        if self.optimise != "f1" and self.target is None:
+            raise ValueError(f"optimise {self.optimise} needs a target (e.g. 0.9)")
+        return self
 
 
 class Halving(Model):
@@ -188,15 +221,29 @@ class TrainConfig(Model):
     models: Annotated[list[Candidate], Field(min_length=1)]
     search: Search = Field(default_factory=Search)
     registry: Registry = Field(default_factory=Registry)
+    # balanced: each training row weighs n / (classes x rows of its class),
+    # counted on the train split, so a rare class counts as much as a common
+    # one (every estimator of the search must take a weightCol)
+    class_weight: Literal["none", "balanced"] = "none"
+    # binary only: tune the decision threshold on the validation split
+    threshold: Threshold | None = None
 
     @model_validator(mode="after")
     def _estimators_and_metric(self) -> TrainConfig:
         from lakeforge.models.catalogue import check_candidate
 
+        weighted = self.class_weight != "none"
         for i, candidate in enumerate(self.models):
-            problem = check_candidate(candidate, self.task, self.features)
+            problem = check_candidate(candidate, self.task, self.features, weighted=weighted)
             if problem:
                 raise ValueError(f"models.{i} ({candidate.estimator}): {problem}")
+        if weighted and self.task == "regression":
+            raise ValueError("class_weight is for classification tasks")
+        if self.threshold is not None:
+            if self.task != "binary":
+                raise ValueError("threshold is for task binary")
+            if self.split.method != "time" and self.split.validation == 0:
+                raise ValueError("threshold is tuned on the validation split: set split.validation")
         if self.metric not in METRICS[self.task]:
             raise ValueError(
                 f"search.metric {self.metric!r} is not a {self.task} metric; "

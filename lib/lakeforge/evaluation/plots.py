@@ -18,10 +18,15 @@ _BINS = 1000
 
 
 def figures(
-    scored: DataFrame, task: str, label: str, importances: Sequence[tuple[str, float]]
+    scored: DataFrame,
+    task: str,
+    label: str,
+    importances: Sequence[tuple[str, float]],
+    columns: Sequence[tuple[str, float]] = (),
 ) -> dict[str, Figure]:
     """PNG-ready figures by file name for the task: ROC, PR, calibration and
-    confusion matrix (classification), residuals (regression), importances."""
+    confusion matrix (classification), residuals (regression), importances
+    per feature slot and per silver column."""
     out: dict[str, Figure] = {}
     if task == "binary":
         score = _positive_score(scored)
@@ -33,7 +38,9 @@ def figures(
     if task == "regression":
         out["residuals.png"] = _residuals(scored, label)
     if importances:
-        out["feature_importance.png"] = _importances(importances)
+        out["feature_importance.png"] = _importances(importances, "Top features")
+    if columns:
+        out["column_importance.png"] = _importances(columns, "Importance per column")
     return out
 
 
@@ -139,10 +146,10 @@ def _residuals(scored: DataFrame, label: str) -> Figure:
     return fig
 
 
-def _importances(pairs: Sequence[tuple[str, float]]) -> Figure:
+def _importances(pairs: Sequence[tuple[str, float]], title: str) -> Figure:
     top = list(pairs[:20])[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(top) + 1.5))
     ax.barh([name for name, _ in top], [value for _, value in top])
-    ax.set(xlabel="importance / coefficient", title="Top features")
+    ax.set(xlabel="importance / standardised coefficient", title=title)
     fig.tight_layout()
     return fig

@@ -95,16 +95,20 @@ def read_text_rows(
     the declared ones; a file without such a column has nulls there.
     """
     declared = [c.name for c in source.columns]
+    # Spark checks the header against these names; columns are then renamed
+    # to the declared names (a CSV header may say "Sample Number").
+    in_file = [c.in_file for c in source.columns]
+    renamed = {f: n for f, n in zip(in_file, declared, strict=True) if f != n}
     if source.format != "csv" or not headers:
-        return _read_text(spark, source, files, declared)
+        return _read_text(spark, source, files, in_file).withColumnsRenamed(renamed)
     groups: dict[tuple[str, ...], list[InputFile]] = {}
     for f in files:
-        groups.setdefault(tuple(headers.get(f.path) or declared), []).append(f)
-    extras = list(dict.fromkeys(c for h in groups for c in h if c not in declared))
+        groups.setdefault(tuple(headers.get(f.path) or in_file), []).append(f)
+    extras = list(dict.fromkeys(c for h in groups for c in h if c not in in_file))
     frames = [
-        _read_text(spark, source, group, list(header)).select(
-            *declared, *[c for c in extras if c in header], RAW, SOURCE_FILE
-        )
+        _read_text(spark, source, group, list(header))
+        .withColumnsRenamed(renamed)
+        .select(*declared, *[c for c in extras if c in header], RAW, SOURCE_FILE)
         for header, group in groups.items()
     ]
     out = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)

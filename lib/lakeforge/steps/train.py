@@ -18,7 +18,7 @@ import mlflow
 from mlflow import MlflowClient
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -28,23 +28,19 @@ from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
 from lakeforge.evaluation import plots
-from lakeforge.evaluation.importance import feature_names, importances
+from lakeforge.evaluation.importance import by_column, feature_names, importances
 from lakeforge.evaluation.metrics import evaluate, metric
-from lakeforge.features.stages import PipelineStage, build_stages
+from lakeforge.evaluation.threshold import ThresholdChoice, with_threshold
+from lakeforge.features.stages import build_stages
 from lakeforge.logs import timed
-from lakeforge.models.catalogue import build
+from lakeforge.models.weights import WEIGHT, balanced_weights, with_weights
 from lakeforge.spark import cores
 from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
 from lakeforge.tracking import registry, runs
-from lakeforge.tuning.search import (
-    CandidateSpec,
-    SearchResult,
-    candidates,
-    cross_validate,
-    vector_size,
-)
+from lakeforge.tuning.refit import refit
+from lakeforge.tuning.search import SearchResult, Wiring, candidates, cross_validate
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +58,11 @@ class TrainResult:
     validation_metrics: dict[str, float]
     search: SearchResult
     decision: registry.GateDecision
+    # the tuned decision threshold (train.threshold), None when not tuned
+    threshold: ThresholdChoice | None = None
+    class_weights: dict[float, float] | None = None
+    # importance summed per silver column, largest first
+    column_importance: tuple[tuple[str, float], ...] = ()
 
 
 def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
@@ -154,9 +155,19 @@ def _train(
         raise InputNotFound(f"{ds.name}: no rows to train or test on ({split_counts})")
     train = data.where(F.col(SPLIT) == TRAIN)
     n_classes = _classes(train, spec, ds.name)
+    class_weights: dict[float, float] | None = None
+    if spec.class_weight == "balanced":
+        class_weights = balanced_weights(train, spec.label)
+        train = with_weights(train, spec.label, class_weights)
+        log.info(
+            "train: class weights (balanced on the train split): %s",
+            ", ".join(f"{c:g}: {w:.3f}" for c, w in class_weights.items()),
+        )
+    weight_col = WEIGHT if class_weights else None
     specs = candidates(spec.models, spec.search)
     stages = build_stages(spec.features, spec.task, spec.label)
     parallelism = spec.search.parallelism or cores(spark)
+    workers = cores(spark)  # xgboost's training tasks, unless num_workers is set
     model_name = spec.registry.model_name or ds.name
     config_json = ds.model_dump_json()
     tags = {
@@ -179,7 +190,10 @@ def _train(
             "rows_train": split_counts[TRAIN],
             "rows_validation": split_counts[VALIDATION],
             "rows_test": split_counts[TEST],
+            "class_weight": spec.class_weight,
         }
+        if class_weights:
+            params.update({f"class_weight_{c:g}": round(w, 6) for c, w in class_weights.items()})
         # config values may hold a ${SECRET} reference resolved at load time
         mlflow.log_params({k: secrets.scrub(str(v)) for k, v in params.items()})
         config_text = json.dumps(json.loads(config_json), indent=2)
@@ -199,6 +213,8 @@ def _train(
                 n_classes=n_classes,
                 halving=spec.search.halving,
                 solver=spec.search.solver,
+                weight_col=weight_col,
+                workers=workers,
             )
             assert result.best is not None
             stats.update(best=result.best.spec.label, cv=round(result.best.mean, 4))
@@ -207,15 +223,22 @@ def _train(
         mlflow.log_params({"best": best.spec.label, "best_estimator": best.spec.estimator})
         mlflow.log_metrics({f"cv_{spec.metric}_mean": best.mean, f"cv_{spec.metric}_std": best.std})
         with timed(log, f"train: refit {best.spec.label} on the train split"):
-            model = _fit(stages, best.spec, spec, train, n_classes)
+            wiring = Wiring(spec.task, spec.label, n_classes, spec.split.seed, weight_col, workers)
+            model, feature_std = refit(stages, best.spec, train, wiring)
+        threshold: ThresholdChoice | None = None
+        if spec.threshold is not None:
+            model, threshold = _tune_threshold(
+                model, data.where(F.col(SPLIT) == VALIDATION), spec, ds.name
+            )
         test_rows = data.where(F.col(SPLIT) == TEST)
         with timed(log, "train: evaluate on the test split") as stats:
             scored = model.transform(test_rows).persist(StorageLevel.MEMORY_AND_DISK)
             try:
                 test_metrics = evaluate(scored, spec.task, spec.label)
                 names = feature_names(scored.schema, _numeric_columns(spec))
-                weights = importances(model, names)
-                figures = plots.figures(scored, spec.task, spec.label, weights)
+                weights = importances(model, names, feature_std)
+                columns = by_column(weights, spec.features)
+                figures = plots.figures(scored, spec.task, spec.label, weights, columns)
             finally:
                 scored.unpersist()
             stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
@@ -230,7 +253,7 @@ def _train(
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
         runs.log_figures(figures)
-        runs.log_json([{"feature": n, "weight": w} for n, w in weights], "feature_importance.json")
+        runs.log_importances(weights, columns, best.spec.estimator)
         with timed(log, "train: log and register the model"):
             example = test_rows.drop(SPLIT, FOLD, spec.label).limit(20)
             model_uri = runs.log_model(
@@ -271,34 +294,41 @@ def _train(
         validation_metrics=validation_metrics,
         search=result,
         decision=decision,
+        threshold=threshold,
+        class_weights=class_weights,
+        column_importance=tuple(columns),
     )
 
 
-def _fit(
-    stages: list[PipelineStage],
-    chosen: CandidateSpec,
-    spec: TrainConfig,
-    train: DataFrame,
-    n_classes: int,
-) -> PipelineModel:
-    """Features and the chosen estimator fitted on the whole train split, as one
-    PipelineModel (the artefact scoring uses)."""
-    featurizer = Pipeline(stages=stages).fit(train)
-    features = featurizer.transform(train).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        estimator = build(
-            chosen.estimator,
-            spec.task,
-            chosen.params,
-            label=spec.label,
-            n_features=vector_size(features),
-            n_classes=n_classes,
-            seed=spec.split.seed,
+def _tune_threshold(
+    model: PipelineModel, validation: DataFrame, spec: TrainConfig, name: str
+) -> tuple[PipelineModel, ThresholdChoice]:
+    """`model` with a DecisionThreshold stage tuned on the validation rows."""
+    goal = spec.threshold
+    assert goal is not None
+    with timed(log, "train: tune the decision threshold on the validation split") as stats:
+        try:
+            tuned, choice = with_threshold(model, validation, spec.label, goal)
+        except InputNotFound as exc:
+            raise InputNotFound(f"{name}: {exc}") from None
+        stats.update(
+            threshold=round(choice.threshold, 6),
+            precision=round(choice.precision, 4),
+            recall=round(choice.recall, 4),
+            f1=round(choice.f1, 4),
         )
-        fitted = estimator.fit(features)
-    finally:
-        features.unpersist()
-    return PipelineModel(stages=[*featurizer.stages, fitted])
+    if not choice.target_met:
+        log.warning(
+            "train: no threshold reaches %s %.3f on the validation split; using the closest "
+            "(%s %.4f at threshold %.6f)",
+            goal.optimise,
+            goal.target,
+            goal.optimise,
+            getattr(choice, goal.optimise),
+            choice.threshold,
+        )
+    runs.log_threshold(choice, goal.optimise)
+    return tuned, choice
 
 
 def _classes(train: DataFrame, spec: TrainConfig, name: str) -> int:

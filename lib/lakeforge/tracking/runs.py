@@ -9,7 +9,7 @@ import logging
 import os
 import platform
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -19,6 +19,7 @@ from mlflow.data.spark_dataset import from_spark
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
+from lakeforge.evaluation.threshold import ThresholdChoice
 from lakeforge.tuning.search import CandidateScore
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ def log_candidates(scores: list[CandidateScore], metric: str) -> None:
     for score in scores:
         with mlflow.start_run(run_name=score.spec.label, nested=True):
             mlflow.log_params({"estimator": score.spec.estimator, **_flat(score.spec.params)})
+            if score.spec.base:  # stacking: its members
+                members = [m.model_dump() for m in score.spec.base]
+                meta = score.spec.meta.model_dump() if score.spec.meta else "default"
+                mlflow.log_params({"base": json.dumps(members), "meta": json.dumps(meta)})
             for fold, value in enumerate(score.fold_metrics):
                 mlflow.log_metric(f"cv_{metric}", value, step=fold)
             mlflow.log_metrics({f"cv_{metric}_mean": score.mean, f"cv_{metric}_std": score.std})
@@ -97,8 +102,14 @@ def log_candidates(scores: list[CandidateScore], metric: str) -> None:
 
 
 def log_figures(figures: Mapping[str, Figure]) -> None:
+    """Log each figure under plots/, then close it: pyplot keeps every figure
+    it made open otherwise, and a long process (a test run, a retraining
+    pipeline) would pile them up."""
+    import matplotlib.pyplot as plt
+
     for file_name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{file_name}")
+        plt.close(figure)
 
 
 def log_model(model: PipelineModel, example: DataFrame, scored: DataFrame) -> str:
@@ -123,6 +134,37 @@ def log_model(model: PipelineModel, example: DataFrame, scored: DataFrame) -> st
 
 def log_json(data: object, artifact_file: str) -> None:
     mlflow.log_text(json.dumps(data, indent=2, default=str), artifact_file)
+
+
+def log_threshold(choice: ThresholdChoice, goal: str) -> None:
+    """The tuned decision threshold and what it gives on the validation split."""
+    mlflow.log_params({"decision_threshold": choice.threshold, "threshold_goal": goal})
+    mlflow.log_metrics(
+        {
+            "threshold_validation_precision": choice.precision,
+            "threshold_validation_recall": choice.recall,
+            "threshold_validation_f1": choice.f1,
+            "threshold_target_met": float(choice.target_met),
+        }
+    )
+
+
+def log_importances(
+    slots: Sequence[tuple[str, float]], columns: Sequence[tuple[str, float]], estimator: str
+) -> None:
+    """The model's global importances as two MLflow tables (shown in the run's
+    artifacts view): per feature slot (`carrier=UA`) and per silver column."""
+    if not slots:
+        log.info("train: %s has no global feature importance to log", estimator)
+        return
+    mlflow.log_table(
+        {"feature": [n for n, _ in slots], "weight": [w for _, w in slots]},
+        "feature_importance.json",
+    )
+    mlflow.log_table(
+        {"column": [n for n, _ in columns], "importance": [w for _, w in columns]},
+        "column_importance.json",
+    )
 
 
 def _flat(params: Mapping[str, object]) -> dict[str, str]:

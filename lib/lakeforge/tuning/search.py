@@ -19,15 +19,16 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.ml import Pipeline
+from pyspark.ml import Estimator, Pipeline
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakeforge.config.training import Candidate, Halving, ParamValue, Search
+from lakeforge.config.training import Candidate, Halving, Member, ParamValue, Search
 from lakeforge.evaluation.metrics import better, metric
 from lakeforge.features.stages import FEATURES, PipelineStage
 from lakeforge.models.catalogue import build
@@ -45,11 +46,47 @@ class CandidateSpec:
     estimator: str
     params: dict[str, ParamValue | list[ParamValue]]
     searched: dict[str, ParamValue]  # the grid part, for display
+    # stacking: its base models and meta-learner
+    base: tuple[Member, ...] = ()
+    meta: Member | None = None
 
     @property
     def label(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.searched.items())
-        return f"{self.estimator}({shown})"
+        members = ""
+        if self.base:
+            meta = self.meta.estimator if self.meta else "default meta"
+            members = f"[{' + '.join(m.estimator for m in self.base)} -> {meta}]"
+        return f"{self.estimator}{members}({shown})"
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What every fit of one training shares: task, label, classes, seed, the
+    row-weight column and xgboost's workers."""
+
+    task: str
+    label: str
+    n_classes: int
+    seed: int
+    weight_col: str | None = None
+    workers: int = 1
+
+    def estimator(self, spec: CandidateSpec, n_features: int) -> Estimator[Any]:
+        """`spec`'s unfitted estimator, reading vectors of `n_features`."""
+        return build(
+            spec.estimator,
+            self.task,
+            spec.params,
+            label=self.label,
+            n_features=n_features,
+            n_classes=self.n_classes,
+            seed=self.seed,
+            workers=self.workers,
+            weight_col=self.weight_col,
+            base=spec.base,
+            meta=spec.meta,
+        )
 
 
 @dataclass(frozen=True)
@@ -80,15 +117,18 @@ class SearchResult:
 def candidates(models: Sequence[Candidate], search: Search) -> list[CandidateSpec]:
     """Every grid point of every model (grid), or `budget` of them drawn with
     the search seed (random)."""
-    points: list[tuple[str, dict[str, ParamValue | list[ParamValue]], dict[str, ParamValue]]] = []
+    points: list[CandidateSpec] = []
     for model in models:
         names = list(model.grid)
         for values in itertools.product(*(model.grid[n] for n in names)):
             searched = dict(zip(names, values, strict=True))
-            points.append((model.estimator, {**model.params, **searched}, searched))
+            params = {**model.params, **searched}
+            points.append(
+                CandidateSpec(0, model.estimator, params, searched, tuple(model.base), model.meta)
+            )
     if search.strategy == "random" and search.budget is not None and search.budget < len(points):
         points = random.Random(search.seed).sample(points, search.budget)
-    return [CandidateSpec(i, est, params, s) for i, (est, params, s) in enumerate(points)]
+    return [replace(p, index=i) for i, p in enumerate(points)]
 
 
 @dataclass(frozen=True)
@@ -134,8 +174,11 @@ def cross_validate(
     n_classes: int,
     halving: Halving | None = None,
     solver: str = "auto",
+    weight_col: str | None = None,
+    workers: int = 1,
 ) -> SearchResult:
-    """k-fold scores of every candidate on `train` (rows with `_fold`).
+    """k-fold scores of every candidate on `train` (rows with `_fold`, and
+    `weight_col` when the rows carry class weights).
 
     Each fold's featurisation is fitted once and its output cached for the
     whole search; every round then fits its candidates on (a seeded sample of)
@@ -145,6 +188,7 @@ def cross_validate(
     once (see `lakeforge.tuning.shared`); when it takes them all, the frames
     themselves are never cached. Everything cached is released before
     returning."""
+    wiring = Wiring(task, label, n_classes, seed, weight_col, workers)
     prepared: list[tuple[DataFrame, DataFrame]] = []
     cached: list[DataFrame] = []  # released in `finally`, even after a failed fold
     fold_rows: list[int] = []
@@ -154,7 +198,8 @@ def cross_validate(
         for fold in range(folds):
             rest, held = train.where(F.col(FOLD) != fold), train.where(F.col(FOLD) == fold)
             featurizer = Pipeline(stages=list(feature_stages)).fit(rest)
-            fit_rows = featurizer.transform(rest).select(FEATURES, label)
+            weights = [weight_col] if weight_col else []
+            fit_rows = featurizer.transform(rest).select(FEATURES, label, *weights)
             held_rows = featurizer.transform(held).select(FEATURES, label)
             if fold == 0:
                 n_features = vector_size(fit_rows)
@@ -162,6 +207,7 @@ def cross_validate(
                     s.index
                     for s in specs
                     if solver == "auto"
+                    and weight_col is None  # the shared passes weigh rows equally
                     and n_features <= shared.MAX_FEATURES
                     and shared.solvable(s.estimator, s.params, task, metric_name)
                 }
@@ -197,13 +243,7 @@ def cross_validate(
                 progress,
                 parallelism=parallelism,
                 fit=partial(
-                    _fit_and_score,
-                    task=task,
-                    label=label,
-                    metric_name=metric_name,
-                    n_features=n_features,
-                    n_classes=n_classes,
-                    seed=seed,
+                    _fit_and_score, wiring=wiring, metric_name=metric_name, n_features=n_features
                 ),
                 seed=seed,
             )
@@ -359,26 +399,14 @@ def _fit_and_score(
     *,
     fit_rows: DataFrame,
     held_rows: DataFrame,
-    task: str,
-    label: str,
+    wiring: Wiring,
     metric_name: str,
     n_features: int,
-    n_classes: int,
-    seed: int,
 ) -> tuple[CandidateSpec, float, float]:
     """Fit one candidate on the fold's training rows; its metric on the held-out fold."""
     start = time.perf_counter()
-    estimator = build(
-        spec.estimator,
-        task,
-        spec.params,
-        label=label,
-        n_features=n_features,
-        n_classes=n_classes,
-        seed=seed,
-    )
-    model = estimator.fit(fit_rows)
-    value = metric(model.transform(held_rows), task, label, metric_name)
+    model = wiring.estimator(spec, n_features).fit(fit_rows)
+    value = metric(model.transform(held_rows), wiring.task, wiring.label, metric_name)
     return spec, value, time.perf_counter() - start
 
 
