@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark import StorageLevel
-from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakeforge.config.training import Threshold
 from lakeforge.errors import InputNotFound
-from lakeforge.models.threshold import DecisionThreshold
 
 
 @dataclass(frozen=True)
@@ -86,17 +83,3 @@ def choose_threshold(scored: DataFrame, label: str, spec: Threshold) -> Threshol
         f1=float(best["f1"]),
         target_met=bool(best["reached"]),
     )
-
-
-def with_threshold(
-    model: PipelineModel, validation: DataFrame, label: str, goal: Threshold
-) -> tuple[PipelineModel, ThresholdChoice]:
-    """`model` with a DecisionThreshold stage chosen for `goal` on its scores of
-    the `validation` rows (scored once, cached while the curve is counted)."""
-    held = model.transform(validation).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        choice = choose_threshold(held, label, goal)
-        stage = DecisionThreshold(threshold=choice.threshold, scoreCol=score_column(held))
-    finally:
-        held.unpersist()
-    return PipelineModel(stages=[*model.stages, stage]), choice

@@ -257,6 +257,8 @@ def build(
             estimator.getParam("baseEstimators"),
             [member(m.estimator, params=m.params) for m in base],
         )
+        if n_classes:  # known here: the stack need not count the labels again
+            estimator.set(estimator.getParam("numClasses"), n_classes)
         # the meta-learner's inputs: one score per base (k-1 for k classes),
         # then the features themselves under passthrough
         slots = len(base) * max(1, n_classes - 1) + (n_features if params.get("passthrough") else 0)

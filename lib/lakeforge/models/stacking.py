@@ -82,7 +82,7 @@ class _StackingParams(
     numClasses: Param[int] = Param(
         Params._dummy(),
         "numClasses",
-        "classes of the label (0: regression); set by fitting",
+        "classes of the label (0: regression); counted when fitting unless set",
         typeConverter=TypeConverters.toInt,
     )
 
@@ -222,8 +222,8 @@ class _Stacking(Estimator["StackingModel"], _StackingParams, MLReadable[Any], ML
         )
         data = dataset.select(*columns, fold.alias(_FOLD)).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            n_classes = 0
-            if self._classifier:
+            n_classes = self.getNumClasses() if self._classifier else 0
+            if self._classifier and n_classes < 2:  # not given: labels are 0..k-1
                 top = data.agg(F.max(label)).first()
                 n_classes = int(top[0]) + 1 if top is not None and top[0] is not None else 2
             # an empty model with this estimator's settings builds the meta features
@@ -288,7 +288,8 @@ class _Stacking(Estimator["StackingModel"], _StackingParams, MLReadable[Any], ML
 
 class StackingClassifier(_Stacking):
     """Stacking for binary and multiclass labels (0..k-1): the meta-learner
-    sees each base model's class probabilities (or raw scores when it has none)."""
+    sees each base model's log-odds of classes 1..k-1 against class 0 (or its
+    raw margin when it has no probabilities)."""
 
     _classifier = True
 

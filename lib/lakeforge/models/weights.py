@@ -9,11 +9,15 @@ from pyspark.sql import functions as F
 WEIGHT = "_weight"
 
 
-def balanced_weights(train: DataFrame, label: str) -> dict[float, float]:
-    """Weight per class: rows / (classes x rows of the class), counted on
-    `train`, so every class carries the same total weight (scikit-learn's
+def class_counts(train: DataFrame, label: str) -> dict[float, int]:
+    """Rows per label value of `train` (one small aggregation)."""
+    return {float(r[0]): int(r[1]) for r in train.groupBy(label).count().collect()}
+
+
+def balanced_weights(counts: dict[float, int]) -> dict[float, float]:
+    """Weight per class from its row count: rows / (classes x rows of the
+    class), so every class carries the same total weight (scikit-learn's
     `class_weight="balanced"`)."""
-    counts = {float(r[0]): int(r[1]) for r in train.groupBy(label).count().collect()}
     total = sum(counts.values())
     return {c: total / (len(counts) * n) for c, n in sorted(counts.items())}
 

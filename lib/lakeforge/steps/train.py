@@ -30,10 +30,11 @@ from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
 from lakeforge.evaluation import plots
 from lakeforge.evaluation.importance import by_column, feature_names, importances
 from lakeforge.evaluation.metrics import evaluate, metric
-from lakeforge.evaluation.threshold import ThresholdChoice, with_threshold
+from lakeforge.evaluation.threshold import ThresholdChoice, choose_threshold, score_column
 from lakeforge.features.stages import build_stages
 from lakeforge.logs import timed
-from lakeforge.models.weights import WEIGHT, balanced_weights, with_weights
+from lakeforge.models.threshold import DecisionThreshold
+from lakeforge.models.weights import WEIGHT, balanced_weights, class_counts, with_weights
 from lakeforge.spark import cores
 from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
 from lakeforge.storage import delta
@@ -154,10 +155,11 @@ def _train(
     if split_counts[TRAIN] == 0 or split_counts[TEST] == 0:
         raise InputNotFound(f"{ds.name}: no rows to train or test on ({split_counts})")
     train = data.where(F.col(SPLIT) == TRAIN)
-    n_classes = _classes(train, spec, ds.name)
+    counts_by_class = class_counts(train, spec.label) if spec.task != "regression" else {}
+    n_classes = _classes(counts_by_class, spec, ds.name)
     class_weights: dict[float, float] | None = None
     if spec.class_weight == "balanced":
-        class_weights = balanced_weights(train, spec.label)
+        class_weights = balanced_weights(counts_by_class)
         train = with_weights(train, spec.label, class_weights)
         log.info(
             "train: class weights (balanced on the train split): %s",
@@ -166,8 +168,8 @@ def _train(
     weight_col = WEIGHT if class_weights else None
     specs = candidates(spec.models, spec.search)
     stages = build_stages(spec.features, spec.task, spec.label)
-    parallelism = spec.search.parallelism or cores(spark)
-    workers = cores(spark)  # xgboost's training tasks, unless num_workers is set
+    workers = cores(spark)  # also xgboost's training tasks, unless num_workers is set
+    parallelism = spec.search.parallelism or workers
     model_name = spec.registry.model_name or ds.name
     config_json = ds.model_dump_json()
     tags = {
@@ -225,11 +227,22 @@ def _train(
         with timed(log, f"train: refit {best.spec.label} on the train split"):
             wiring = Wiring(spec.task, spec.label, n_classes, spec.split.seed, weight_col, workers)
             model, feature_std = refit(stages, best.spec, train, wiring)
+        # The validation rows are scored once: the threshold is tuned on those
+        # scores, and the validation metrics are measured with it.
         threshold: ThresholdChoice | None = None
-        if spec.threshold is not None:
-            model, threshold = _tune_threshold(
-                model, data.where(F.col(SPLIT) == VALIDATION), spec, ds.name
-            )
+        validation_metrics: dict[str, float] = {}
+        if split_counts[VALIDATION]:
+            held = model.transform(data.where(F.col(SPLIT) == VALIDATION))
+            held = held.persist(StorageLevel.MEMORY_AND_DISK)  # each metric is a pass
+            try:
+                judged = held
+                if spec.threshold is not None:
+                    model, threshold, judged = _tune_threshold(model, held, spec, ds.name)
+                validation_metrics = evaluate(judged, spec.task, spec.label)
+            finally:
+                held.unpersist()
+        elif spec.threshold is not None:
+            raise InputNotFound(f"{ds.name}: train.threshold: the validation split has no rows")
         test_rows = data.where(F.col(SPLIT) == TEST)
         with timed(log, "train: evaluate on the test split") as stats:
             scored = model.transform(test_rows).persist(StorageLevel.MEMORY_AND_DISK)
@@ -242,14 +255,6 @@ def _train(
             finally:
                 scored.unpersist()
             stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
-        validation_metrics: dict[str, float] = {}
-        if split_counts[VALIDATION]:
-            # cached: each metric is a pass, the feature stages should run once
-            held = model.transform(data.where(F.col(SPLIT) == VALIDATION)).persist()
-            try:
-                validation_metrics = evaluate(held, spec.task, spec.label)
-            finally:
-                held.unpersist()
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
         runs.log_figures(figures)
@@ -301,16 +306,18 @@ def _train(
 
 
 def _tune_threshold(
-    model: PipelineModel, validation: DataFrame, spec: TrainConfig, name: str
-) -> tuple[PipelineModel, ThresholdChoice]:
-    """`model` with a DecisionThreshold stage tuned on the validation rows."""
+    model: PipelineModel, held: DataFrame, spec: TrainConfig, name: str
+) -> tuple[PipelineModel, ThresholdChoice, DataFrame]:
+    """`model` with a DecisionThreshold stage tuned on `held` (its scored
+    validation rows), the choice, and `held` predicted with the threshold."""
     goal = spec.threshold
     assert goal is not None
     with timed(log, "train: tune the decision threshold on the validation split") as stats:
         try:
-            tuned, choice = with_threshold(model, validation, spec.label, goal)
+            choice = choose_threshold(held, spec.label, goal)
         except InputNotFound as exc:
             raise InputNotFound(f"{name}: {exc}") from None
+        stage = DecisionThreshold(threshold=choice.threshold, scoreCol=score_column(held))
         stats.update(
             threshold=round(choice.threshold, 6),
             precision=round(choice.precision, 4),
@@ -328,14 +335,15 @@ def _tune_threshold(
             choice.threshold,
         )
     runs.log_threshold(choice, goal.optimise)
-    return tuned, choice
+    return PipelineModel(stages=[*model.stages, stage]), choice, stage.transform(held)
 
 
-def _classes(train: DataFrame, spec: TrainConfig, name: str) -> int:
-    """Number of classes (0 for regression); classification labels must be 0..k-1."""
+def _classes(counts: dict[float, int], spec: TrainConfig, name: str) -> int:
+    """Number of classes (0 for regression) from the train split's rows per
+    label; classification labels must be 0..k-1."""
     if spec.task == "regression":
         return 0
-    labels = sorted(float(r[0]) for r in train.select(spec.label).distinct().collect())
+    labels = sorted(counts)
     expected = [float(i) for i in range(len(labels))]
     if labels != expected or (spec.task == "binary" and len(labels) != 2):
         shown = ", ".join(f"{v:g}" for v in labels[:10])
