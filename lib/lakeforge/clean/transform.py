@@ -108,3 +108,32 @@ def deduplicate(df: DataFrame, keys: Sequence[str], order_by: Sequence[str]) -> 
     ranked = flagged.where(F.col("__dup")).withColumn("__rank", F.row_number().over(window))
     kept = ranked.where("__rank = 1").drop("__rank")
     return unique.unionByName(kept).drop("__dup").select(*df.columns)
+
+
+def with_row_ids(
+    rows: DataFrame, origins: DataFrame, columns: Sequence[str], name: str = "_row_id"
+) -> DataFrame:
+    """`rows` (bronze rows with `_batch_id` and `_source_file`) with a stable
+    identity in column `name`, for datasets without keys.
+
+    A row's id is a hash of where it came from (its file's checksum, from
+    `origins`: `_batch_id`, `_source_file`, `origin`; the batch and source when
+    there is none, as for a database read), its values in `columns`, and its
+    occurrence among the identical rows of that file. Identical rows are
+    distinct observations and get distinct ids; the ids depend on no
+    partitioning or row order, so the same file gives the same ids on every
+    run, and rows arriving later never change them.
+    """
+    located = rows.join(F.broadcast(origins), ["_batch_id", "_source_file"], "left")
+    origin = F.coalesce(
+        F.col("origin"), F.concat_ws("|", F.col("_source_file"), F.col("_batch_id"))
+    )
+    content = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
+    # rows of equal content sit in one window partition (a hash of the values
+    # spreads the work; the JSON text orders any colliding contents)
+    window = Window.partitionBy(origin, F.xxhash64(*[F.col(f"`{c}`") for c in columns])).orderBy(
+        content
+    )
+    occurrence = F.row_number().over(window)
+    identity = F.sha2(F.concat_ws("\u001f", origin, content, occurrence.cast("string")), 256)
+    return located.withColumn(name, F.substring(identity, 1, 32)).drop("origin")

@@ -35,7 +35,9 @@ _DECIMAL = re.compile(r"^decimal\((\d{1,2}),\s*(\d{1,2})\)$")
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Lineage and quarantine columns lakeforge adds; a source column may not use them.
-RESERVED_COLUMNS = ("_batch_id", "_source_file", "_ingested_at", "_raw", "_reason")
+RESERVED_COLUMNS = ("_batch_id", "_source_file", "_ingested_at", "_raw", "_reason", "_row_id")
+# The identity clean gives each row of a dataset without keys (see `identity`).
+ROW_ID = "_row_id"
 
 
 class SparkSettings(Model):
@@ -239,6 +241,9 @@ class DatasetConfig(Model):
     description: str = ""
     source: Source
     # The columns that identify a row (used to deduplicate and MERGE downstream).
+    # Optional: without keys every row is a distinct observation (identical rows
+    # are all kept), silver is appended per bronze batch and each row gets a
+    # stable `_row_id` from its lineage.
     keys: list[str] = Field(default_factory=list)
     clean: CleanSteps = Field(default_factory=CleanSteps)
     rules: list[Rule] = Field(default_factory=list)
@@ -278,6 +283,15 @@ class DatasetConfig(Model):
             for col in wanted:
                 if col not in known:
                     raise ValueError(f"train names unknown column {col!r}")
-            if self.train.split.method != "time" and not self.keys:
-                raise ValueError("train.split by hash or stratified needs the dataset keys")
+        for i, rule in enumerate(self.rules):
+            if rule.type == "unique" and not (rule.columns or rule.column or self.keys):
+                raise ValueError(
+                    f"rules.{i} ({rule.name}): a unique rule without columns checks the "
+                    "dataset keys, and this dataset has none: name its columns"
+                )
         return self
+
+    @property
+    def identity(self) -> list[str]:
+        """The columns that identify a row from silver on: the keys, or `_row_id`."""
+        return list(self.keys) or [ROW_ID]

@@ -54,8 +54,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # Distributed XGBoost: trained by `num_workers` barrier tasks on the
     # executors (default: the cluster's cores), never on the driver.
     "xgboost": {
-        "binary": f"{_X}.SparkXGBClassifier",
-        "multiclass": f"{_X}.SparkXGBClassifier",
+        "binary": "lakeforge.models.boosting.XGBClassifier",
+        "multiclass": "lakeforge.models.boosting.XGBClassifier",
         "regression": f"{_X}.SparkXGBRegressor",
     },
     # base models + a meta-learner on their out-of-fold predictions
@@ -116,7 +116,8 @@ def estimator_class(name: str, task: str) -> type[Estimator[Any]]:
         loaded = importlib.import_module(module)
     except ImportError as exc:
         raise MissingEstimator(
-            f"needs the {module.split('.')[0]} package ({exc}); install lakeforge[{name}]"
+            f"needs the {exc.name or module.split('.')[0]} package ({exc}); "
+            f"install lakeforge[{name}]"
         ) from exc
     found: type[Estimator[Any]] = getattr(loaded, cls)
     return found

@@ -38,6 +38,7 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from lakeforge.models.labels import classes_of, with_classes
 from lakeforge.models.persistence import MembersReader, MembersWriter
 
 META_FEATURES = "__stack_features"
@@ -220,12 +221,16 @@ class _Stacking(Estimator["StackingModel"], _StackingParams, MLReadable[Any], ML
             F.xxhash64(F.lit(self.getSeed()), vector_to_array(F.col(features)), F.col(label)),
             F.lit(self.getNumFolds()),
         )
+        n_classes = self.getNumClasses() if self._classifier else 0
+        if self._classifier and n_classes < 2:  # not given: labels are 0..k-1
+            n_classes = classes_of(dataset, label) or 0
+            if n_classes < 2:
+                top = dataset.agg(F.max(label)).first()
+                n_classes = int(top[0]) + 1 if top is not None and top[0] is not None else 2
+        # an inner fold may lack a class: every base still gets all k slots
+        dataset = with_classes(dataset, label, n_classes)
         data = dataset.select(*columns, fold.alias(_FOLD)).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            n_classes = self.getNumClasses() if self._classifier else 0
-            if self._classifier and n_classes < 2:  # not given: labels are 0..k-1
-                top = data.agg(F.max(label)).first()
-                n_classes = int(top[0]) + 1 if top is not None and top[0] is not None else 2
             # an empty model with this estimator's settings builds the meta features
             shape = self._copyValues(StackingModel())._set(numClasses=n_classes)
             parts = []

@@ -23,9 +23,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge.clean.transform import deduplicate, normalise
+from lakeforge.clean.transform import deduplicate, normalise, with_row_ids
 from lakeforge.config import JobConfig
 from lakeforge.config.cleaning import Rule
+from lakeforge.config.models import ROW_ID
 from lakeforge.errors import ConfigError, InputNotFound, ReconciliationError
 from lakeforge.logs import timed
 from lakeforge.quality import gate
@@ -82,8 +83,6 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
     `fail` rule fired; silver untouched), ReconciliationError.
     """
     ds = cfg.dataset
-    if not ds.keys:
-        raise ConfigError(f"{ds.name}: keys: clean needs the dataset keys to deduplicate and merge")
     tables = tables_for(cfg.settings, ds.name)
     bronze_version = delta.version(spark, tables.bronze)
     if bronze_version is None:
@@ -106,6 +105,8 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
     # reaches silver once the dataset config declares it.
     declared = [c.name for c in ds.source.columns]
     rows = bronze.where(F.col("_batch_id").isin(todo)).select(*declared, *LINEAGE)
+    if not ds.keys:  # every row a distinct observation, identified by its lineage
+        rows = with_row_ids(rows, _file_checksums(spark, tables), declared, ROW_ID)
     try:
         tagged = row_rules.tag(normalise(rows, ds.clean), run_.rules)
     except AnalysisException as exc:
@@ -181,27 +182,34 @@ def _write(
         delta.append(
             quarantine, tables.silver_quarantine, app_id=app_id, txn_version=run_.bronze_version
         )
-        before_version = delta.version(spark, tables.silver)
-        before = delta.count(spark, tables.silver)
-        data_columns = [c for c in deduped.columns if c not in LINEAGE]
-        merged = delta.upsert(deduped, tables.silver, ds.keys, data_columns)
-        after_version = delta.version(spark, tables.silver)
-        after = delta.count(spark, tables.silver)
-        stats.update(inserted=merged.inserted, updated=merged.updated)
-    n_good = summary.rows - summary.failed
-    result = CleanResult(
-        batches=run_.batches,
-        bronze_rows=summary.rows,
-        inserted=merged.inserted,
-        updated=merged.updated,
-        unchanged=n_deduped - merged.inserted - merged.updated,
-        quarantined=summary.failed,
-        duplicates=n_good - n_deduped,
-        rule_counts=summary.counts,
-    )
-    ours = 0 if before_version is None else before_version + 1
-    growth = (before, after) if after_version in (before_version, ours) else None
-    _reconcile(spark, tables, result, growth, deduped, ds.keys)
+        if not ds.keys:
+            result = _append_batches(run_, deduped, summary)
+            stats.update(appended=result.inserted)
+        else:
+            before_version = delta.version(spark, tables.silver)
+            before = delta.count(spark, tables.silver)
+            data_columns = [c for c in deduped.columns if c not in LINEAGE]
+            merged = delta.upsert(deduped, tables.silver, ds.keys, data_columns)
+            after_version = delta.version(spark, tables.silver)
+            after = delta.count(spark, tables.silver)
+            stats.update(inserted=merged.inserted, updated=merged.updated)
+    if ds.keys:
+        n_good = summary.rows - summary.failed
+        result = CleanResult(
+            batches=run_.batches,
+            bronze_rows=summary.rows,
+            inserted=merged.inserted,
+            updated=merged.updated,
+            unchanged=n_deduped - merged.inserted - merged.updated,
+            quarantined=summary.failed,
+            duplicates=n_good - n_deduped,
+            rule_counts=summary.counts,
+        )
+        ours = 0 if before_version is None else before_version + 1
+        growth = (before, after) if after_version in (before_version, ours) else None
+        _reconcile(spark, tables, result, growth, deduped, ds.keys)
+    else:
+        _reconcile_appended(spark, tables, result)
     delta.append(
         spark.createDataFrame(
             _log_rows(result, run_.bronze_version, run_.now), schema=CLEAN_LOG_SCHEMA
@@ -260,6 +268,85 @@ def _reconcile(
         )
     if problems:
         raise ReconciliationError("clean: counts do not reconcile: " + "; ".join(problems))
+
+
+def _append_batches(run_: _Run, good: DataFrame, summary: row_rules.RuleSummary) -> CleanResult:
+    """A dataset without keys: each batch's good rows appended to silver, once.
+
+    Each batch is its own append with its own Delta transaction id, so a
+    re-run after a crash (or a racing clean) that meets a batch already in
+    silver adds nothing, whatever other batches it cleans with it. The
+    appended rows are then counted in silver, not taken from what was sent."""
+    spark, tables = run_.spark, run_.tables
+    for batch in run_.batches:
+        delta.append(
+            good.where(F.col("_batch_id") == batch),
+            tables.silver,
+            app_id=f"{APP_ID}.silver.{hashlib.sha256(batch.encode()).hexdigest()[:16]}",
+            txn_version=0,
+        )
+    mine = delta.read(spark, tables.silver).where(F.col("_batch_id").isin(list(run_.batches)))
+    appended = mine.count()
+    return CleanResult(
+        batches=run_.batches,
+        bronze_rows=summary.rows,
+        inserted=appended,
+        quarantined=summary.failed,
+        rule_counts=summary.counts,
+    )
+
+
+def _reconcile_appended(spark: SparkSession, tables: Tables, result: CleanResult) -> None:
+    """Without keys: bronze rows = rows of these batches in silver + in its
+    quarantine, each counted in its table, and no row id twice in silver."""
+    batches = list(result.batches)
+    quarantined = (
+        delta.read(spark, tables.silver_quarantine).where(F.col("_batch_id").isin(batches)).count()
+    )
+    ids = (
+        delta.read(spark, tables.silver)
+        .where(F.col("_batch_id").isin(batches))
+        .agg(F.countDistinct(ROW_ID).alias("ids"))
+        .first()
+    )
+    distinct = int(ids["ids"]) if ids is not None else 0
+    log.info(
+        "clean: reconcile: bronze %d = appended %d + quarantined %d (%d distinct row ids)",
+        result.bronze_rows,
+        result.inserted,
+        quarantined,
+        distinct,
+    )
+    problems = []
+    if result.inserted + quarantined != result.bronze_rows:
+        problems.append(
+            f"silver holds {result.inserted} and the quarantine {quarantined} of these "
+            f"batches' rows, not the {result.bronze_rows} bronze rows"
+        )
+    if quarantined != result.quarantined:
+        problems.append(
+            f"silver quarantine holds {quarantined} rows, expected {result.quarantined}"
+        )
+    if distinct != result.inserted:
+        problems.append(f"{result.inserted - distinct} row id(s) are in silver more than once")
+    if problems:
+        raise ReconciliationError("clean: counts do not reconcile: " + "; ".join(problems))
+
+
+def _file_checksums(spark: SparkSession, tables: Tables) -> DataFrame:
+    """(`_batch_id`, `_source_file`, `origin`): each ingested file's checksum."""
+    schema = "_batch_id string, _source_file string, origin string"
+    if not delta.is_table(spark, tables.ingest_log):
+        return spark.createDataFrame([], schema)
+    return (
+        delta.read(spark, tables.ingest_log)
+        .select(
+            F.col("batch_id").alias("_batch_id"),
+            F.col("file").alias("_source_file"),
+            F.col("checksum").alias("origin"),
+        )
+        .distinct()
+    )
 
 
 def _batches_to_clean(

@@ -145,7 +145,7 @@ def _measure(
     finally:
         for frame in (reference, observed, batch_output):
             frame.unpersist()
-    performance = _performance(scored, current, ds.keys, spec)
+    performance = _performance(scored, current, ds.identity, spec)
     drifted = [d.subject for d in drifts if d.psi > monitor.psi_threshold]
     now = datetime.now(UTC).replace(tzinfo=None)
     rows: list[tuple[object, ...]] = []

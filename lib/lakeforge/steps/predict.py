@@ -88,7 +88,7 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
     )
     with timed(log, f"predict: batch {batch} with {name} v{model.version}") as stats:
         expected = rows.count()
-        scored = score(model.load(), rows, ds.keys, lineage)
+        scored = score(model.load(), rows, ds.identity, lineage)
         delta.replace_where(scored, tables.predictions, f"_batch_id = '{batch}'", [PARTITION])
         written = delta.read(spark, tables.predictions).where(F.col("_batch_id") == batch).count()
         stats.update(rows=written, silver_version=version)

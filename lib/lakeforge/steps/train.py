@@ -92,9 +92,9 @@ def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
         )
         return None
     silver = delta.read(spark, tables.silver, as_of=version)
-    rows = _labelled_rows(silver, spec, ds.keys, ds.name)
+    rows = _labelled_rows(silver, spec, ds.identity, ds.name)
     # The columns training reads, cached: every fold and candidate scans them.
-    wanted = [*ds.keys, spec.label, *spec.features.input_columns(), SPLIT, FOLD]
+    wanted = [*ds.identity, spec.label, *spec.features.input_columns(), SPLIT, FOLD]
     data = rows.select(*dict.fromkeys(wanted)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # The champion is scored on the same test rows with every silver column:

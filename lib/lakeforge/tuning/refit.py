@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakeforge.features.stages import FEATURES, PipelineStage
+from lakeforge.models.labels import with_classes
 from lakeforge.tuning.search import CandidateSpec, Wiring, vector_size
 
 
@@ -21,6 +22,7 @@ def refit(
     """`chosen` fitted after `stages` on `train` (weighted when `wiring` names
     a weight column), and the standard deviation of each feature slot on those
     rows (to standardise linear coefficients into comparable importances)."""
+    train = with_classes(train, wiring.label, wiring.n_classes)
     featurizer = Pipeline(stages=list(stages)).fit(train)
     features = featurizer.transform(train).persist(StorageLevel.MEMORY_AND_DISK)
     try:

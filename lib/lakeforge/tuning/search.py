@@ -32,6 +32,7 @@ from lakeforge.config.training import Candidate, Halving, Member, ParamValue, Se
 from lakeforge.evaluation.metrics import better, metric
 from lakeforge.features.stages import FEATURES, PipelineStage
 from lakeforge.models.catalogue import build
+from lakeforge.models.labels import with_classes
 from lakeforge.split.assign import FOLD
 from lakeforge.tuning import shared
 
@@ -189,9 +190,12 @@ def cross_validate(
     themselves are never cached. Everything cached is released before
     returning."""
     wiring = Wiring(task, label, n_classes, seed, weight_col, workers)
+    # every fit gets all the classes' slots, even on a fold that lacks one
+    train = with_classes(train, label, n_classes)
     prepared: list[tuple[DataFrame, DataFrame]] = []
     cached: list[DataFrame] = []  # released in `finally`, even after a failed fold
     fold_rows: list[int] = []
+    widths: list[int] = []  # each fold's feature-vector width
     blocks: shared.Folds | None = None
     try:
         together: set[int] = set()
@@ -201,16 +205,19 @@ def cross_validate(
             weights = [weight_col] if weight_col else []
             fit_rows = featurizer.transform(rest).select(FEATURES, label, *weights)
             held_rows = featurizer.transform(held).select(FEATURES, label)
+            # A category only the held-out fold has gets no slot: each fold's
+            # vectors have their own width, and each fit is built for its fold's.
+            widths.append(vector_size(fit_rows))
             if fold == 0:
-                n_features = vector_size(fit_rows)
                 together = {
                     s.index
                     for s in specs
                     if solver == "auto"
                     and weight_col is None  # the shared passes weigh rows equally
-                    and n_features <= shared.MAX_FEATURES
                     and shared.solvable(s.estimator, s.params, task, metric_name)
                 }
+            if widths[-1] > shared.MAX_FEATURES:
+                together = set()
             if len(together) < len(specs):  # Spark's own fits read cached frames
                 fit_rows, rows = _features(fit_rows)
                 held_rows, _ = _features(held_rows)
@@ -242,9 +249,8 @@ def cross_validate(
                 step,
                 progress,
                 parallelism=parallelism,
-                fit=partial(
-                    _fit_and_score, wiring=wiring, metric_name=metric_name, n_features=n_features
-                ),
+                fit=partial(_fit_and_score, wiring=wiring, metric_name=metric_name),
+                widths=widths,
                 seed=seed,
             )
             if blocks is not None:
@@ -330,6 +336,7 @@ def _run_round(
     *,
     parallelism: int,
     fit: Callable[..., tuple[CandidateSpec, float, float]],
+    widths: Sequence[int],
     seed: int,
 ) -> list[CandidateScore]:
     """Every (fold, candidate) fit of one round, `parallelism` at a time."""
@@ -341,7 +348,9 @@ def _run_round(
     ]
     with ThreadPoolExecutor(parallelism, thread_name_prefix="lakeforge-fit") as pool:
         futures = {
-            pool.submit(fit, spec, fit_rows=samples[fold], held_rows=held): fold
+            pool.submit(
+                fit, spec, fit_rows=samples[fold], held_rows=held, n_features=widths[fold]
+            ): fold
             for fold, (_, held) in enumerate(prepared)
             for spec in specs
         }

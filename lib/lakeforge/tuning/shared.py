@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import RDD, StorageLevel, TaskContext
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
@@ -189,8 +190,6 @@ def _arrow_blocks(batches: Iterable[pa.RecordBatch], *, seed: int) -> Iterator[p
         folds = batch.column("fold").to_numpy()
         roles = batch.column("role").to_numpy()
         vectors = batch.column("x")
-        width = len(vectors[0]) if len(vectors) else 0
-        x = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
         y = batch.column("y").to_numpy(zero_copy_only=False)
         out = []
         for fold in np.unique(folds):
@@ -198,7 +197,10 @@ def _arrow_blocks(batches: Iterable[pa.RecordBatch], *, seed: int) -> Iterator[p
                 rows = (folds == fold) & (roles == role)
                 if not rows.any():
                     continue
-                part = np.ascontiguousarray(x[rows], dtype=np.float64)
+                # each fold's featurisation has its own width (a category its
+                # training rows lack has no slot), so a batch that mixes folds
+                # is reshaped fold by fold
+                part = np.ascontiguousarray(_matrix(vectors.filter(pa.array(rows))))
                 dense = np.count_nonzero(part) > 0.25 * part.size
                 draws = np.random.default_rng([seed, fold, role, partition, number]).random(
                     int(rows.sum())
@@ -212,6 +214,16 @@ def _arrow_blocks(batches: Iterable[pa.RecordBatch], *, seed: int) -> Iterator[p
                 )
                 out.append(pickle.dumps(block, protocol=5))
         yield pa.RecordBatch.from_arrays([pa.array(out, type=pa.binary())], names=["block"])
+
+
+def _matrix(vectors: pa.Array) -> np.ndarray:
+    """Equal-length list rows as a float64 matrix (one row per vector)."""
+    widths = set(pc.list_value_length(vectors).to_numpy(zero_copy_only=False).tolist())
+    if len(widths) > 1:
+        raise ValueError(f"feature vectors of one fold differ in length: {sorted(widths)}")
+    width = widths.pop() if widths else 0
+    flat = vectors.flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float64).reshape(len(vectors), width)
 
 
 def _unpack(row: Any) -> Any:
