@@ -18,12 +18,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 # Reinstall only when the pins or the package metadata changed.
-want=$(cat "$root/requirements.lock" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
+want=$(cat "$root/requirements.lock" "$root/requirements-nodeps.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
 stamp="$venv/.lakeforge-setup"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing pinned dependencies (requirements.lock)"
     "$venv/bin/python" -m pip install -q --upgrade pip
     "$venv/bin/python" -m pip install -q -r "$root/requirements.lock"
+    "$venv/bin/python" -m pip install -q --no-deps -r "$root/requirements-nodeps.txt"
     "$venv/bin/python" -m pip install -q --no-deps -e "$root"
     echo "$want" > "$stamp"
 fi

@@ -46,6 +46,14 @@ class UnreadableInput(LakeforgeError):
     exit_code = 3
 
 
+class NotLearnable(LakeforgeError):
+    """The rows cannot train the configured model: a label with one value, a
+    class with fewer rows than folds, a feature that is null everywhere, no
+    usable feature (exit 3, before any model is fitted)."""
+
+    exit_code = 3
+
+
 class SetupError(LakeforgeError):
     """The environment is incomplete (Delta jars missing, Maven absent); exit 1."""
 

@@ -35,6 +35,7 @@ from lakeforge.features.stages import build_stages
 from lakeforge.logs import timed
 from lakeforge.models.threshold import DecisionThreshold
 from lakeforge.models.weights import WEIGHT, balanced_weights, class_counts, with_weights
+from lakeforge.quality import learnable
 from lakeforge.spark import cores
 from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
 from lakeforge.storage import delta
@@ -156,6 +157,9 @@ def _train(
         raise InputNotFound(f"{ds.name}: no rows to train or test on ({split_counts})")
     train = data.where(F.col(SPLIT) == TRAIN)
     counts_by_class = class_counts(train, spec.label) if spec.task != "regression" else {}
+    # what these rows cannot teach is said now, before any fit
+    learnable.check_label(counts_by_class, spec, ds.name)
+    learnable.check_features(train, spec, ds.name)
     n_classes = _classes(counts_by_class, spec, ds.name)
     class_weights: dict[float, float] | None = None
     if spec.class_weight == "balanced":
