@@ -32,6 +32,7 @@ DIRTY = [
     "24,AA",  # too few fields
     "25,AA,1.0,2024-02-01,extra",  # too many fields
     "NA,DL,NA,NA",  # null markers: a good row of nulls
+    "26,UA, NA ,  ",  # markers with spaces around them (and a field of spaces) are nulls too
 ]
 
 
@@ -102,17 +103,18 @@ def test_dirty_rows_are_quarantined_with_a_reason_and_counts_reconcile(
 
     bronze = delta.read(spark, _tables(cfg).bronze)
     quarantine = delta.read(spark, _tables(cfg).bronze_quarantine)
-    assert bronze.count() + quarantine.count() == _count_data_rows(src) == 6
-    assert {(r["id"], r["carrier"], r["delay"]) for r in bronze.collect()} == {
-        (21, "AA", 3.0),
-        (None, "DL", None),  # "NA" is a null marker, not a bad value
+    assert bronze.count() + quarantine.count() == _count_data_rows(src) == 7
+    assert {(r["id"], r["carrier"], r["delay"], r["day"]) for r in bronze.collect()} == {
+        (21, "AA", 3.0, date(2024, 2, 1)),
+        (None, "DL", None, None),  # "NA" is a null marker, not a bad value
+        (26, "UA", None, None),
     }
     reasons = {_raw_key(r["_raw"]): r["_reason"] for r in quarantine.collect()}
     assert reasons["22"] == "delay: not-a-number is not a double"
     assert reasons["23"] == "day: 2024-13-45 is not a date"
     assert reasons["24,AA"] == "row does not split into the 4 declared fields"
     assert reasons["25,AA,1.0,2024-02-01,extra"] == "row does not split into the 4 declared fields"
-    assert (result.rows_read, result.bronze_rows, result.quarantined_rows) == (6, 2, 4)
+    assert (result.rows_read, result.bronze_rows, result.quarantined_rows) == (7, 3, 4)
     assert quarantine.where(F.col("_source_file").endswith("dirty.csv")).count() == 4
 
 

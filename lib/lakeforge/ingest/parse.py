@@ -165,7 +165,7 @@ def type_rows(
 ) -> DataFrame:
     """Cast text rows to the declared types and add `_reason` (null for good rows).
 
-    Values equal to a null marker become null before casting. A row is bad when
+    Values equal to a null marker (spaces around it ignored) become null before casting. A row is bad when
     it did not split, when a value does not cast, when it holds bytes the
     declared encoding cannot decode (Spark reads them as U+FFFD; we refuse to
     store that silently), or when it is longer than `max_row_chars`. Returns
@@ -175,12 +175,14 @@ def type_rows(
     declared = {c.name for c in columns}
     extras = [c for c in rows.columns if c not in declared and c not in (RAW, SOURCE_FILE)]
     texts = [*(c.name for c in columns), *extras]
-    markers = [m for m in null_values if m != ""]
+    # a marker counts with or without the spaces around it (`a, ?, b`), and
+    # the empty marker also covers a field of spaces only
+    markers = sorted({m.strip() for m in null_values})
     cleaned = rows
     if markers:
         cleaned = rows.select(
             *[
-                F.when(F.col(c).isin(markers), F.lit(None)).otherwise(F.col(c)).alias(c)
+                F.when(F.trim(F.col(c)).isin(markers), F.lit(None)).otherwise(F.col(c)).alias(c)
                 for c in texts
             ],
             RAW,
