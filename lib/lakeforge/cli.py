@@ -10,7 +10,10 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -20,6 +23,8 @@ from lakeforge.config import JobConfig, load_job_config
 from lakeforge.errors import LakeforgeError
 from lakeforge.logs import configure
 from lakeforge.spark import build_session
+from lakeforge.starter.command import INIT_HELP, add_init_arguments
+from lakeforge.storage.paths import is_uri, lakehouse_root
 
 log = logging.getLogger("lakeforge")
 
@@ -156,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--env", default="local", metavar="ENV", help="environment overlay to check (local)"
     )
+    init = steps.add_parser(
+        "init",
+        help="Write a starter dataset config from a data file",
+        description=INIT_HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_init_arguments(init)
     return parser
 
 
@@ -185,6 +198,20 @@ def _doctor(args: argparse.Namespace) -> int:
     checks = run_checks(settings)
     sys.stdout.write(report(checks))
     return 0 if all(c.ok for c in checks) else 1
+
+
+def _init(args: argparse.Namespace) -> int:
+    """`lakeforge init`: no Spark session, like doctor."""
+    from lakeforge.starter.command import run
+
+    configure()
+    try:
+        summary = run(args)
+    except LakeforgeError as exc:
+        sys.stderr.write(f"lakeforge init: error: {exc}\n")
+        return exc.exit_code
+    sys.stdout.write(summary + "\n")
+    return 0
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -218,6 +245,11 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="file, folder or glob to ingest instead of the dataset's source.path",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of an unexpected error on the terminal too",
+    )
 
 
 def run_job(step: str, argv: Sequence[str]) -> int:
@@ -233,11 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.step == "doctor":
         return _doctor(args)
+    if args.step == "init":
+        return _init(args)
     return _run(args.step, args)
 
 
 def _run(step: str, args: argparse.Namespace) -> int:
     configure()
+    cfg: JobConfig | None = None
     try:
         cfg = load_job_config(args.dataset, args.env)  # before Spark: bad config fails fast
         configure(cfg.settings.log_level)
@@ -246,4 +281,41 @@ def _run(step: str, args: argparse.Namespace) -> int:
     except LakeforgeError as exc:
         sys.stderr.write(secrets.scrub(f"lakeforge {step}: error: {exc}\n"))
         return exc.exit_code
+    except Exception as exc:  # a bug or an unforeseen failure: one line, the trace in a file
+        where = crash_report(step, cfg, exc)
+        if getattr(args, "debug", False):
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(
+            secrets.scrub(
+                f"lakeforge {step}: error: {type(exc).__name__}: {_first_line(exc)} "
+                f"(unexpected; the traceback is in {where}, or rerun with --debug)\n"
+            )
+        )
+        return 1
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, short enough for a terminal line
+    (a Java error's text is its whole stack)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
+def crash_report(step: str, cfg: JobConfig | None, exc: BaseException) -> Path:
+    """Write `exc`'s traceback (scrubbed of secrets) to a log file and return
+    its path: `<lakehouse>/_logs/` for a local lakehouse, else the temp folder."""
+    root = Path(tempfile.gettempdir()) / "lakeforge-logs"
+    if cfg is not None and not is_uri(lakehouse_root(cfg.settings)):
+        root = Path(lakehouse_root(cfg.settings)) / "_logs"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = root / f"{step}-{stamp}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(exc))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.scrub(text), encoding="utf-8")
+    except OSError:
+        log.exception("could not write the crash report to %s", path)
+    log.debug("%s", secrets.scrub(text))
+    return path
