@@ -168,9 +168,9 @@ def type_rows(
     Values equal to a null marker (spaces around it ignored) become null
     before casting. A row is bad when it did not split, when a value does not
     cast, when it holds bytes the declared encoding cannot decode (Spark reads
-    them as U+FFFD; we refuse to store that silently), or when it is longer than `max_row_chars`. Returns
-    the typed columns, any undeclared (schema drift: evolve) text columns,
-    `_source_file`, `_raw` (original text for bad rows) and `_reason`.
+    them as U+FFFD; we refuse to store that silently), or when it is longer
+    than `max_row_chars`. Returns the typed columns, any undeclared (schema
+    drift: evolve) text columns, `_source_file`, `_raw` (original text for bad rows) and `_reason`.
     """
     declared = {c.name for c in columns}
     extras = [c for c in rows.columns if c not in declared and c not in (RAW, SOURCE_FILE)]
