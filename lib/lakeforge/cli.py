@@ -263,10 +263,11 @@ def run_job(step: str, argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.step == "doctor":
-        return _doctor(args)
-    if args.step == "init":
-        return _init(args)
+    if args.step in ("doctor", "init"):  # no Spark, no dataset config to load first
+        try:
+            return _doctor(args) if args.step == "doctor" else _init(args)
+        except Exception as exc:
+            return _unexpected(args.step, None, exc, debug=False)
     return _run(args.step, args)
 
 
@@ -281,18 +282,24 @@ def _run(step: str, args: argparse.Namespace) -> int:
     except LakeforgeError as exc:
         sys.stderr.write(secrets.scrub(f"lakeforge {step}: error: {exc}\n"))
         return exc.exit_code
-    except Exception as exc:  # a bug or an unforeseen failure: one line, the trace in a file
-        where = crash_report(step, cfg, exc)
-        if getattr(args, "debug", False):
-            traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(
-            secrets.scrub(
-                f"lakeforge {step}: error: {type(exc).__name__}: {_first_line(exc)} "
-                f"(unexpected; the traceback is in {where}, or rerun with --debug)\n"
-            )
-        )
-        return 1
+    except Exception as exc:
+        return _unexpected(step, cfg, exc, debug=getattr(args, "debug", False))
     return 0
+
+
+def _unexpected(step: str, cfg: JobConfig | None, exc: BaseException, *, debug: bool) -> int:
+    """A bug or an unforeseen failure: one line on the terminal, the traceback
+    in a file (and on the terminal too with `--debug`); exit 1."""
+    where = crash_report(step, cfg, exc)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write(
+        secrets.scrub(
+            f"lakeforge {step}: error: {type(exc).__name__}: {_first_line(exc)} "
+            f"(unexpected; the traceback is in {where}, or rerun with --debug)\n"
+        )
+    )
+    return 1
 
 
 def _first_line(exc: BaseException) -> str:

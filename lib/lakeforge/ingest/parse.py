@@ -211,8 +211,14 @@ def type_rows(
     ]
     length = F.coalesce(
         F.length(RAW),
-        # the fields plus the delimiters between them: the line's length
-        reduce(lambda a, b: a + b, [F.coalesce(F.length(c), F.lit(0)) for c in texts])
+        # the fields plus the delimiters between them: the line's length (a
+        # flat sum: a chain of one `+` per column overflows the JVM's stack
+        # on files of hundreds of columns)
+        F.aggregate(
+            F.array(*[F.coalesce(F.length(c), F.lit(0)) for c in texts]),
+            F.lit(0),
+            lambda total, n: total + n,
+        )
         + F.lit(len(texts) - 1),
     )
     too_long = F.when(

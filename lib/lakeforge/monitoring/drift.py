@@ -19,6 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 _EPSILON = 1e-4  # share given to an empty bin, so PSI stays finite
+_COLUMNS_PER_PASS = 24
 _KS_STEPS = 50
 
 
@@ -44,7 +45,8 @@ def psi(reference: Sequence[float], current: Sequence[float]) -> float:
 def numeric(
     reference: DataFrame, current: DataFrame, columns: Sequence[str], bins: int
 ) -> list[Drift]:
-    """PSI and KS of each numeric column, two aggregations per side in all."""
+    """PSI and KS of each numeric column: one aggregation per side for each
+    group of `_COLUMNS_PER_PASS` columns."""
     probabilities = [i / bins for i in range(1, bins)]
     fine = [i / _KS_STEPS for i in range(1, _KS_STEPS)]
     ref_cuts = reference.approxQuantile(list(columns), probabilities + fine, 0.001)
@@ -56,8 +58,19 @@ def numeric(
         plans.append((column, edges, grid))
 
     def counts(df: DataFrame) -> dict[str, float]:
+        out: dict[str, float] = {}
+        # a hundred-odd aggregates per column: a wide table is counted a group
+        # of columns at a time, so no single plan grows past what Spark's
+        # optimiser handles quickly
+        for start in range(0, len(plans), _COLUMNS_PER_PASS):
+            out.update(chunk(df, start))
+        return out
+
+    def chunk(df: DataFrame, start: int) -> dict[str, float]:
         aggregates: list[Column] = [F.count(F.lit(1)).alias("__n")]
         for i, (column, edges, grid) in enumerate(plans):
+            if not start <= i < start + _COLUMNS_PER_PASS:
+                continue
             value = F.col(column).cast("double")
             bucket = sum((F.when(value > e, 1).otherwise(0) for e in edges), F.lit(0))
             aggregates.append(F.count(F.when(value.isNull(), 1)).alias(f"m{i}"))

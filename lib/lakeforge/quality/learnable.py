@@ -18,6 +18,8 @@ from lakeforge.errors import NotLearnable
 
 log = logging.getLogger(__name__)
 
+_COLUMNS_PER_PASS = 64
+
 
 def check_label(counts: dict[float, int], spec: TrainConfig, name: str) -> None:
     """Classification: at least two classes, each with a row in every fold.
@@ -54,14 +56,23 @@ def check_features(train: DataFrame, spec: TrainConfig, name: str) -> None:
         columns.append(spec.label)
     if not columns:
         return
-    row = train.agg(
-        *[F.count(F.col(f"`{c}`")).alias(f"n{i}") for i, c in enumerate(columns)],
-        *[F.approx_count_distinct(F.col(f"`{c}`")).alias(f"d{i}") for i, c in enumerate(columns)],
-    ).first()
-    assert row is not None
-    present = {c: int(row[f"n{i}"]) for i, c in enumerate(columns)}
-    distinct = {c: int(row[f"d{i}"]) for i, c in enumerate(columns)}
-    if spec.task == "regression" and distinct[spec.label] < 2:
+    # count, min and max: a column varies when min < max (cheap on wide data,
+    # where a distinct count per column costs minutes)
+    present: dict[str, int] = {}
+    varies: dict[str, bool] = {}
+    # a group of columns per pass: one aggregation of thousands of expressions
+    # is slower to plan and compile than a few small ones (wide files)
+    for start in range(0, len(columns), _COLUMNS_PER_PASS):
+        group = columns[start : start + _COLUMNS_PER_PASS]
+        row = train.agg(
+            *[F.count(F.col(f"`{c}`")).alias(f"n{i}") for i, c in enumerate(group)],
+            *[F.min(F.col(f"`{c}`")).alias(f"lo{i}") for i, c in enumerate(group)],
+            *[F.max(F.col(f"`{c}`")).alias(f"hi{i}") for i, c in enumerate(group)],
+        ).first()
+        assert row is not None
+        present.update({c: int(row[f"n{i}"]) for i, c in enumerate(group)})
+        varies.update({c: row[f"lo{i}"] != row[f"hi{i}"] for i, c in enumerate(group)})
+    if spec.task == "regression" and not varies[spec.label]:
         raise NotLearnable(
             f"{name}: train.label {spec.label!r} has one value in the train split: "
             "nothing to learn; check train.where and how the label is derived"
@@ -73,7 +84,7 @@ def check_features(train: DataFrame, spec: TrainConfig, name: str) -> None:
             f"{name}: feature column(s) {shown} are null in every train row: "
             "remove them from the feature list or fix how they are read"
         )
-    constant = [c for c in keys if distinct[c] < 2]
+    constant = [c for c in keys if not varies[c]]
     if len(constant) == len(keys) and not spec.features.derive:
         raise NotLearnable(
             f"{name}: no usable feature: every feature column ({', '.join(constant)}) has a "
