@@ -117,6 +117,19 @@ def test_identical_rows_are_all_kept_once_each_with_stable_ids(
     assert grown.count() == silver.count() + 200
     assert first_ids <= {r[0] for r in grown.select("_row_id").collect()}
 
+    # The first file delivered again under another name: its rows are the
+    # same observations, so they go to the quarantine, not into silver twice.
+    write_lines(landing / "part-1-again.csv", lines)
+    ingest.run(spark, cfg)
+    again_clean = clean.run(spark, cfg)
+    assert again_clean.rule_counts is not None
+    assert again_clean.rule_counts["already_in_silver"] == 600
+    assert delta.read(spark, tables.silver).count() == silver.count() + 200
+    redelivered = delta.read(spark, tables.silver_quarantine).where(
+        F.array_contains("_failed_rules", "already_in_silver")
+    )
+    assert redelivered.count() == 600
+
     other = tmp_path / "again"
     write_lines(other / "part-1.csv", lines)
     fresh_cfg = _config(tmp_path / "conf2", other)

@@ -194,7 +194,11 @@ def check_csv_header(
             raise SchemaMismatch(f"{file.path}: header line is not valid CSV: {exc}") from exc
     if first is None:
         return None  # an empty file has no rows to mismatch
+    # a UTF-8 byte-order mark before the first name is not part of it (Spark
+    # drops it too)
     header = [h.strip() for h in first]
+    if header:
+        header[0] = header[0].removeprefix("\ufeff").strip()
     if header == expected:
         return header
     missing = [c for c in expected if c not in header]

@@ -100,19 +100,27 @@ def read_text_rows(
     in_file = [c.in_file for c in source.columns]
     renamed = {f: n for f, n in zip(in_file, declared, strict=True) if f != n}
     if source.format != "csv" or not headers:
-        return _read_text(spark, source, files, in_file).withColumnsRenamed(renamed)
+        return _renamed(_read_text(spark, source, files, in_file), renamed)
     groups: dict[tuple[str, ...], list[InputFile]] = {}
     for f in files:
         groups.setdefault(tuple(headers.get(f.path) or in_file), []).append(f)
     extras = list(dict.fromkeys(c for h in groups for c in h if c not in in_file))
     frames = [
-        _read_text(spark, source, group, list(header))
-        .withColumnsRenamed(renamed)
+        _renamed(_read_text(spark, source, group, list(header)), renamed)
         .select(*declared, *[c for c in extras if c in header], RAW, SOURCE_FILE)
         for header, group in groups.items()
     ]
     out = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
     return out.select(*declared, *extras, RAW, SOURCE_FILE)
+
+
+def _renamed(df: DataFrame, renamed: Mapping[str, str]) -> DataFrame:
+    """`df` with columns renamed; names are quoted, since a header may hold a
+    dot (`decile_score.1`), which `withColumnsRenamed` would read as a field
+    of a struct."""
+    if not renamed:
+        return df
+    return df.select(*[F.col(f"`{c}`").alias(renamed.get(c, c)) for c in df.columns])
 
 
 def _read_text(

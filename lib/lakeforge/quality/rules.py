@@ -65,10 +65,18 @@ def tag(df: DataFrame, rules: Sequence[Rule]) -> DataFrame:
 
 
 def summarise(
-    tagged: DataFrame, rules: Sequence[Rule], parse_columns: Sequence[str]
+    tagged: DataFrame,
+    rules: Sequence[Rule],
+    parse_columns: Sequence[str],
+    checks: Sequence[str] = (),
 ) -> RuleSummary:
-    """Rows, failing rows and rows breaking each rule, in one Spark job."""
-    names = [r.name for r in rules if r.is_row_level] + [f"parse:{c}" for c in parse_columns]
+    """Rows, failing rows and rows breaking each rule (and each of lakeforge's
+    own `checks` that put a name in `_failed_rules`), in one Spark job."""
+    names = [
+        *(r.name for r in rules if r.is_row_level),
+        *(f"parse:{c}" for c in parse_columns),
+        *checks,
+    ]
     hits = F.concat(F.col(FAILED), F.col(WARNED))
     aggregates = [
         F.count(F.lit(1)).alias("__rows"),

@@ -38,6 +38,8 @@ from lakeforge.storage.paths import Tables, is_uri, tables_for
 log = logging.getLogger(__name__)
 
 APP_ID = "lakeforge.clean"
+# the check that quarantines a keyless row silver already holds (see _redelivered)
+REDELIVERED = "already_in_silver"
 LINEAGE = ("_batch_id", "_source_file", "_ingested_at")
 CLEAN_LOG_SCHEMA = T.StructType(
     [
@@ -111,6 +113,8 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
         tagged = row_rules.tag(normalise(rows, ds.clean), run_.rules)
     except AnalysisException as exc:
         raise ConfigError(f"{ds.name}: clean.derive or a sql rule: {exc}".splitlines()[0]) from None
+    if not ds.keys:
+        tagged = _redelivered(spark, tables, tagged, todo)
     tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         return _clean(run_, tagged)
@@ -138,7 +142,8 @@ class _Run:
 def _clean(run_: _Run, tagged: DataFrame) -> CleanResult:
     ds = run_.cfg.dataset
     with timed(log, f"clean: rules on batch(es) {run_.label}") as stats:
-        summary = row_rules.summarise(tagged, run_.rules, list(ds.clean.parse))
+        checks = [] if ds.keys else [REDELIVERED]
+        summary = row_rules.summarise(tagged, run_.rules, list(ds.clean.parse), checks)
         failed = tagged.where(F.size(row_rules.FAILED) > 0)
         good = tagged.where(F.size(row_rules.FAILED) == 0).drop(row_rules.FAILED, row_rules.WARNED)
         # persisted: Great Expectations and the MERGE both read it
@@ -331,6 +336,30 @@ def _reconcile_appended(spark: SparkSession, tables: Tables, result: CleanResult
         problems.append(f"{result.inserted - distinct} row id(s) are in silver more than once")
     if problems:
         raise ReconciliationError("clean: counts do not reconcile: " + "; ".join(problems))
+
+
+def _redelivered(
+    spark: SparkSession, tables: Tables, tagged: DataFrame, batches: list[str]
+) -> DataFrame:
+    """Without keys, a file delivered again (same content, another name) gives
+    rows whose `_row_id` silver already holds from another batch: they fail
+    the check `already_in_silver` and go to the quarantine instead of doubling
+    those observations. Rows of the batches being cleaned are not counted
+    against themselves (a re-run after a crash that appended them)."""
+    if not delta.is_table(spark, tables.silver):
+        return tagged
+    known = (
+        delta.read(spark, tables.silver)
+        .where(~F.col("_batch_id").isin(batches))
+        .select(F.col(ROW_ID).alias("__known"))
+        .distinct()
+    )
+    flagged = tagged.join(known, tagged[ROW_ID] == known["__known"], "left")
+    failed = F.when(
+        F.col("__known").isNotNull(),
+        F.array_union(F.col(row_rules.FAILED), F.array(F.lit(REDELIVERED))),
+    ).otherwise(F.col(row_rules.FAILED))
+    return flagged.withColumn(row_rules.FAILED, failed).drop("__known")
 
 
 def _file_checksums(spark: SparkSession, tables: Tables) -> DataFrame:
