@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _doctor(args) if args.step == "doctor" else _init(args)
         except Exception as exc:
-            return _unexpected(args.step, None, exc, debug=False)
+            return _unexpected(args.step, None, exc, debug=None)
     return _run(args.step, args)
 
 
@@ -287,16 +287,21 @@ def _run(step: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def _unexpected(step: str, cfg: JobConfig | None, exc: BaseException, *, debug: bool) -> int:
+def _unexpected(
+    step: str, cfg: JobConfig | None, exc: BaseException, *, debug: bool | None
+) -> int:
     """A bug or an unforeseen failure: one line on the terminal, the traceback
-    in a file (and on the terminal too with `--debug`); exit 1."""
+    in a file (and on the terminal too with `--debug`; None: the command has
+    no such flag); exit 1."""
     where = crash_report(step, cfg, exc)
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
+    hint = "" if debug is None else ", or rerun with --debug"
+    place = f"the traceback is in {where}" if where else "the traceback could not be saved"
     sys.stderr.write(
         secrets.scrub(
             f"lakeforge {step}: error: {type(exc).__name__}: {_first_line(exc)} "
-            f"(unexpected; the traceback is in {where}, or rerun with --debug)\n"
+            f"(unexpected; {place}{hint})\n"
         )
     )
     return 1
@@ -310,9 +315,10 @@ def _first_line(exc: BaseException) -> str:
     return first if len(first) <= 300 else first[:297] + "..."
 
 
-def crash_report(step: str, cfg: JobConfig | None, exc: BaseException) -> Path:
+def crash_report(step: str, cfg: JobConfig | None, exc: BaseException) -> Path | None:
     """Write `exc`'s traceback (scrubbed of secrets) to a log file and return
-    its path: `<lakehouse>/_logs/` for a local lakehouse, else the temp folder."""
+    its path (None when it cannot be written): `<lakehouse>/_logs/` for a
+    local lakehouse, else the temp folder."""
     root = Path(tempfile.gettempdir()) / "lakeforge-logs"
     if cfg is not None and not is_uri(lakehouse_root(cfg.settings)):
         root = Path(lakehouse_root(cfg.settings)) / "_logs"
@@ -322,7 +328,8 @@ def crash_report(step: str, cfg: JobConfig | None, exc: BaseException) -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.scrub(text), encoding="utf-8")
-    except OSError:
-        log.exception("could not write the crash report to %s", path)
+    except OSError as problem:
+        log.warning("could not write the crash report to %s: %s", path, problem)
+        return None
     log.debug("%s", secrets.scrub(text))
     return path

@@ -130,6 +130,17 @@ def test_identical_rows_are_all_kept_once_each_with_stable_ids(
     )
     assert redelivered.count() == 600
 
+    # Two copies of one new file in the same batch: one copy's rows reach
+    # silver, the other's are quarantined as the same observations.
+    copy = _survey_lines(50, seed=9)[:-2]  # good lines only
+    write_lines(landing / "copy-a.csv", copy)
+    write_lines(landing / "copy-b.csv", copy)
+    before = delta.read(spark, tables.silver).count()
+    ingest.run(spark, cfg)
+    both = clean.run(spark, cfg)
+    assert both.rule_counts is not None and both.rule_counts["already_in_silver"] == 50
+    assert delta.read(spark, tables.silver).count() == before + 50
+
     other = tmp_path / "again"
     write_lines(other / "part-1.csv", lines)
     fresh_cfg = _config(tmp_path / "conf2", other)

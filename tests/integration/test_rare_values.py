@@ -92,6 +92,33 @@ def test_a_category_seen_once_gives_folds_of_two_widths_and_shared_passes_agree_
     assert shared.best.spec.index == own.best.spec.index
 
 
+def test_a_fold_whose_training_rows_lack_a_class_is_still_scored_on_every_class(
+    spark: SparkSession,
+) -> None:
+    spec = _config(task="multiclass", search={"metric": "log_loss"})
+    rows = assign(scores_frame(spark, 900), ["id"], spec.split, spec.label)
+    # class 2 only in fold 0: the fits for fold 0 never see it, yet its held-out
+    # rows hold it, and log loss reads the probability of every row's class
+    only_fold_0 = (F.col(FOLD) == 0) & (F.col("id") % 7 == 0)
+    rows = rows.withColumn("y", F.when(only_fold_0, F.lit(2)).otherwise(F.col("y")))
+    rows = rows.withColumn("y", F.col("y").cast("double")).cache()
+    result = cross_validate(
+        rows,
+        build_stages(spec.features, spec.task, spec.label),
+        candidates(spec.models, spec.search),
+        task="multiclass",
+        label="y",
+        metric_name="log_loss",
+        smaller_is_better=True,
+        folds=3,
+        parallelism=2,
+        seed=1,
+        n_classes=3,
+    )
+    for score in result.scores:
+        assert all(0.0 < m < 20.0 for m in score.fold_metrics), score.fold_metrics
+
+
 def test_an_mlp_takes_each_folds_own_width(spark: SparkSession) -> None:
     spec = _config(
         models=[{"estimator": "mlp", "params": {"hidden_layers": [3], "maxIter": 20}}],

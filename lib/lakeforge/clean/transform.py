@@ -114,26 +114,43 @@ def with_row_ids(
     rows: DataFrame, origins: DataFrame, columns: Sequence[str], name: str = "_row_id"
 ) -> DataFrame:
     """`rows` (bronze rows with `_batch_id` and `_source_file`) with a stable
-    identity in column `name`, for datasets without keys.
+    identity in column `name`, for datasets without keys, and `__repeat`:
+    true for a row whose identity an earlier file of the same rows already
+    gave (the same content delivered twice in the rows at hand).
 
-    A row's id is a hash of where it came from (its file's checksum, from
-    `origins`: `_batch_id`, `_source_file`, `origin`; the batch and source when
-    there is none, as for a database read), its values in `columns`, and its
-    occurrence among the identical rows of that file. Identical rows are
+    A row's id is a hash of where it came from (its file's checksum from
+    `origins`: `_batch_id`, `_source_file`, `origin`; on an object store,
+    where the checksum is a modification time, the path too; the source and
+    batch for a database read), its values in `columns` (as JSON with
+    microsecond timestamps in UTC, whatever the session's settings), and its
+    occurrence among the identical rows of that one file. Identical rows are
     distinct observations and get distinct ids; the ids depend on no
-    partitioning or row order, so the same file gives the same ids on every
-    run, and rows arriving later never change them.
+    partitioning, row order or other file, so the same file gives the same ids
+    on every run, and rows arriving later never change them.
     """
     located = rows.join(F.broadcast(origins), ["_batch_id", "_source_file"], "left")
-    origin = F.coalesce(
-        F.col("origin"), F.concat_ws("|", F.col("_source_file"), F.col("_batch_id"))
+    source, batch = F.col("_source_file"), F.col("_batch_id")
+    origin = (
+        F.when(F.col("origin").startswith("mtime:"), F.concat_ws("|", source, F.col("origin")))
+        .when(F.col("origin").isNotNull(), F.col("origin"))
+        .otherwise(F.concat_ws("|", source, batch))
     )
-    content = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
-    # rows of equal content sit in one window partition (a hash of the values
-    # spreads the work; the JSON text orders any colliding contents)
-    window = Window.partitionBy(origin, F.xxhash64(*[F.col(f"`{c}`") for c in columns])).orderBy(
-        content
+    content = F.to_json(
+        F.struct(*[F.col(f"`{c}`") for c in columns]),
+        {
+            "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
+            "timeZone": "UTC",
+            "ignoreNullFields": "false",
+        },
     )
+    # rows of equal content in one file sit in one window partition (a hash of
+    # the values spreads the work; the JSON text orders colliding contents)
+    value_hash = F.xxhash64(*[F.col(f"`{c}`") for c in columns])
+    window = Window.partitionBy(batch, source, value_hash).orderBy(content)
     occurrence = F.row_number().over(window)
     identity = F.sha2(F.concat_ws("\u001f", origin, content, occurrence.cast("string")), 256)
-    return located.withColumn(name, F.substring(identity, 1, 32)).drop("origin")
+    with_ids = located.withColumn(name, F.substring(identity, 1, 32)).drop("origin")
+    # the same id from two files (a copy delivered twice): the first file by
+    # (batch, path) keeps it, the others repeat it
+    first = Window.partitionBy(name).orderBy(batch, source)
+    return with_ids.withColumn("__repeat", F.row_number().over(first) > 1)

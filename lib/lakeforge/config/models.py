@@ -283,6 +283,13 @@ class DatasetConfig(Model):
             for col in wanted:
                 if col not in known:
                     raise ValueError(f"train names unknown column {col!r}")
+        jdbc = self.source.jdbc
+        if not self.keys and jdbc is not None and jdbc.watermark is None:
+            raise ValueError(
+                "a database source without keys needs source.jdbc.watermark: without one "
+                "every run reads a full snapshot, and with no keys to merge on silver "
+                "would hold every row once per run"
+            )
         for i, rule in enumerate(self.rules):
             if rule.type == "unique" and not (rule.columns or rule.column or self.keys):
                 raise ValueError(

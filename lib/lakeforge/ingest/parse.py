@@ -99,6 +99,12 @@ def read_text_rows(
     # to the declared names (a CSV header may say "Sample Number").
     in_file = [c.in_file for c in source.columns]
     renamed = {f: n for f, n in zip(in_file, declared, strict=True) if f != n}
+    if source.format == "csv" and source.csv.header and len(set(in_file)) < len(in_file):
+        # A header naming a column twice (`decile_score` in COMPAS) cannot be
+        # matched by name: each header was compared with the declared list,
+        # position by position, before this read (files.check_csv_header), so
+        # the columns are taken by position under their declared names.
+        return _read_text(spark, source, files, declared, by_position=True)
     if source.format != "csv" or not headers:
         return _renamed(_read_text(spark, source, files, in_file), renamed)
     groups: dict[tuple[str, ...], list[InputFile]] = {}
@@ -106,8 +112,9 @@ def read_text_rows(
         groups.setdefault(tuple(headers.get(f.path) or in_file), []).append(f)
     extras = list(dict.fromkeys(c for h in groups for c in h if c not in in_file))
     frames = [
-        _renamed(_read_text(spark, source, group, list(header)), renamed)
-        .select(*declared, *[c for c in extras if c in header], RAW, SOURCE_FILE)
+        _renamed(_read_text(spark, source, group, list(header)), renamed).select(
+            *declared, *[c for c in extras if c in header], RAW, SOURCE_FILE
+        )
         for header, group in groups.items()
     ]
     out = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
@@ -124,7 +131,11 @@ def _renamed(df: DataFrame, renamed: Mapping[str, str]) -> DataFrame:
 
 
 def _read_text(
-    spark: SparkSession, source: Source, files: Sequence[InputFile], names: Sequence[str]
+    spark: SparkSession,
+    source: Source,
+    files: Sequence[InputFile],
+    names: Sequence[str],
+    by_position: bool = False,
 ) -> DataFrame:
     readables = [f.readable for f in files]
     reader = (
@@ -137,7 +148,7 @@ def _read_text(
         df = (
             reader.option("header", opts.header)
             # compare the header with the schema instead of trusting positions
-            .option("enforceSchema", not opts.header)
+            .option("enforceSchema", by_position or not opts.header)
             .option("sep", opts.delimiter)
             .option("quote", opts.quote)
             .option("escape", opts.escape)

@@ -75,7 +75,8 @@ def identifier(text: str, position: int) -> str:
 def unique_names(headers: Sequence[str], taken: Iterable[str] = ()) -> list[str]:
     """One identifier per header, unique (`_2`, `_3` appended) and never a
     lineage column's name."""
-    used = {*taken, *RESERVED_COLUMNS}
+    # nor a column the model's stages write (Spark ML refuses to overwrite one)
+    used = {*taken, *RESERVED_COLUMNS, "features", "prediction", "probability", "rawPrediction"}
     names: list[str] = []
     for i, header in enumerate(headers, start=1):
         base = identifier(header, i)

@@ -124,7 +124,7 @@ def profile(sample: Sample) -> Profile:
         if named and not header:
             problem = "the file's header leaves this column unnamed: name it in the file"
         elif named and header in repeated:
-            problem = f"the file's header names {header!r} twice, which ingest refuses"
+            problem = f"the file's header names {header!r} twice: ingest reads it by position"
         if problem:
             column = replace(column, review="; ".join(r for r in (problem, column.review) if r))
         columns.append(column)

@@ -39,6 +39,11 @@ def read_sample(path: Path, shown: str, limit: int = SAMPLE_ROWS) -> Sample:
     Raises InputNotFound (no rows) and UnreadableInput (broken compression,
     not JSON lines, not Parquet), each naming the file.
     """
+    if path.suffix.lower() == ".xz":
+        # init could read it, but Spark (hadoop) has no xz codec: ingest could not
+        raise UnreadableInput(
+            f"{shown}: Spark cannot read .xz files; recompress it as .gz or .bz2 first"
+        )
     with _reading(shown):
         if path.suffix.lower() == ".zip":
             member = _first_member(path, shown)

@@ -114,7 +114,7 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
     except AnalysisException as exc:
         raise ConfigError(f"{ds.name}: clean.derive or a sql rule: {exc}".splitlines()[0]) from None
     if not ds.keys:
-        tagged = _redelivered(spark, tables, tagged, todo)
+        tagged = _redelivered(spark, tables, tagged, todo, ds.name)
     tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         return _clean(run_, tagged)
@@ -339,27 +339,34 @@ def _reconcile_appended(spark: SparkSession, tables: Tables, result: CleanResult
 
 
 def _redelivered(
-    spark: SparkSession, tables: Tables, tagged: DataFrame, batches: list[str]
+    spark: SparkSession, tables: Tables, tagged: DataFrame, batches: list[str], name: str
 ) -> DataFrame:
     """Without keys, a file delivered again (same content, another name) gives
-    rows whose `_row_id` silver already holds from another batch: they fail
-    the check `already_in_silver` and go to the quarantine instead of doubling
-    those observations. Rows of the batches being cleaned are not counted
-    against themselves (a re-run after a crash that appended them)."""
-    if not delta.is_table(spark, tables.silver):
-        return tagged
-    known = (
-        delta.read(spark, tables.silver)
-        .where(~F.col("_batch_id").isin(batches))
-        .select(F.col(ROW_ID).alias("__known"))
-        .distinct()
-    )
-    flagged = tagged.join(known, tagged[ROW_ID] == known["__known"], "left")
+    rows whose `_row_id` silver already holds from another batch, or that an
+    earlier file of this run gives too (`__repeat`): they fail the check
+    `already_in_silver` and go to the quarantine instead of doubling those
+    observations. Rows of the batches being cleaned are not counted against
+    themselves (a re-run after a crash that appended them)."""
+    repeat = F.col("__repeat")
+    if delta.is_table(spark, tables.silver):
+        silver = delta.read(spark, tables.silver)
+        if ROW_ID not in silver.columns:
+            raise ConfigError(
+                f"{name}: keys: silver {tables.silver} was built with keys (it has no "
+                f"{ROW_ID}); a dataset cannot drop its keys on an existing silver table"
+            )
+        known = (
+            silver.where(~F.col("_batch_id").isin(batches))
+            .select(F.col(ROW_ID).alias("__known"))
+            .distinct()
+        )
+        tagged = tagged.join(known, tagged[ROW_ID] == known["__known"], "left")
+        repeat = repeat | F.col("__known").isNotNull()
     failed = F.when(
-        F.col("__known").isNotNull(),
-        F.array_union(F.col(row_rules.FAILED), F.array(F.lit(REDELIVERED))),
+        repeat, F.array_union(F.col(row_rules.FAILED), F.array(F.lit(REDELIVERED)))
     ).otherwise(F.col(row_rules.FAILED))
-    return flagged.withColumn(row_rules.FAILED, failed).drop("__known")
+    out = tagged.withColumn(row_rules.FAILED, failed).drop("__repeat")
+    return out.drop("__known") if "__known" in out.columns else out
 
 
 def _file_checksums(spark: SparkSession, tables: Tables) -> DataFrame:
