@@ -287,9 +287,7 @@ def _run(step: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def _unexpected(
-    step: str, cfg: JobConfig | None, exc: BaseException, *, debug: bool | None
-) -> int:
+def _unexpected(step: str, cfg: JobConfig | None, exc: BaseException, *, debug: bool | None) -> int:
     """A bug or an unforeseen failure: one line on the terminal, the traceback
     in a file (and on the terminal too with `--debug`; None: the command has
     no such flag); exit 1."""
