@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
 from datetime import date
 from pathlib import Path
@@ -108,10 +109,14 @@ def test_semicolon_file_with_decimal_commas_and_markers_gets_parse_and_null_valu
 
 
 def test_a_file_outside_the_lakehouse_is_copied_into_its_landing_folder(
-    lakehouse: Path, capsys: pytest.CaptureFixture[str]
+    lakehouse: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     source = _european_csv(lakehouse.parent / "lab.csv")
-    code, _, err = _init(capsys, "--input", str(source), "--label", "Passed")
+    # the line is logged: read it where the log goes, whatever handlers other
+    # tests of the process installed
+    caplog.set_level(logging.INFO, logger="lakeforge")
+    code, _, _ = _init(capsys, "--input", str(source), "--label", "Passed")
+    err = caplog.text
     assert code == 0
     cfg = _load(Path("conf/datasets/lab.yaml"))
     assert cfg.source.path == "_landing/lab/lab.csv"
@@ -120,10 +125,12 @@ def test_a_file_outside_the_lakehouse_is_copied_into_its_landing_folder(
 
 
 def test_no_copy_writes_the_absolute_path_and_says_it_needs_allow_external_paths(
-    lakehouse: Path, capsys: pytest.CaptureFixture[str]
+    lakehouse: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     source = _european_csv(lakehouse.parent / "lab.csv")
-    code, _, err = _init(capsys, "--input", str(source), "--label", "Passed", "--no-copy")
+    caplog.set_level(logging.INFO, logger="lakeforge")
+    code, _, _ = _init(capsys, "--input", str(source), "--label", "Passed", "--no-copy")
+    err = caplog.text
     assert code == 0
     assert _load(Path("conf/datasets/lab.yaml")).source.path == str(source.resolve())
     assert "allow_external_paths" in err
