@@ -188,7 +188,7 @@ def _write(
             quarantine, tables.silver_quarantine, app_id=app_id, txn_version=run_.bronze_version
         )
         if not ds.keys:
-            result = _append_batches(run_, deduped, summary)
+            result, distinct = _append_batches(run_, deduped, summary)
             stats.update(appended=result.inserted)
         else:
             before_version = delta.version(spark, tables.silver)
@@ -214,7 +214,7 @@ def _write(
         growth = (before, after) if after_version in (before_version, ours) else None
         _reconcile(spark, tables, result, growth, deduped, ds.keys)
     else:
-        _reconcile_appended(spark, tables, result)
+        _reconcile_appended(spark, tables, result, distinct)
     delta.append(
         spark.createDataFrame(
             _log_rows(result, run_.bronze_version, run_.now), schema=CLEAN_LOG_SCHEMA
@@ -275,7 +275,9 @@ def _reconcile(
         raise ReconciliationError("clean: counts do not reconcile: " + "; ".join(problems))
 
 
-def _append_batches(run_: _Run, good: DataFrame, summary: row_rules.RuleSummary) -> CleanResult:
+def _append_batches(
+    run_: _Run, good: DataFrame, summary: row_rules.RuleSummary
+) -> tuple[CleanResult, int]:
     """A dataset without keys: each batch's good rows appended to silver, once.
 
     Each batch is its own append with its own Delta transaction id, so a
@@ -290,31 +292,35 @@ def _append_batches(run_: _Run, good: DataFrame, summary: row_rules.RuleSummary)
             app_id=f"{APP_ID}.silver.{hashlib.sha256(batch.encode()).hexdigest()[:16]}",
             txn_version=0,
         )
-    mine = delta.read(spark, tables.silver).where(F.col("_batch_id").isin(list(run_.batches)))
-    appended = mine.count()
-    return CleanResult(
+    # rows and distinct ids of these batches in silver, counted in one pass
+    found = (
+        delta.read(spark, tables.silver)
+        .where(F.col("_batch_id").isin(list(run_.batches)))
+        .agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(ROW_ID).alias("ids"))
+        .first()
+    )
+    appended = int(found["rows"]) if found is not None else 0
+    distinct = int(found["ids"]) if found is not None else 0
+    result = CleanResult(
         batches=run_.batches,
         bronze_rows=summary.rows,
         inserted=appended,
         quarantined=summary.failed,
         rule_counts=summary.counts,
     )
+    return result, distinct
 
 
-def _reconcile_appended(spark: SparkSession, tables: Tables, result: CleanResult) -> None:
+def _reconcile_appended(
+    spark: SparkSession, tables: Tables, result: CleanResult, distinct: int
+) -> None:
     """Without keys: bronze rows = rows of these batches in silver + in its
-    quarantine, each counted in its table, and no row id twice in silver."""
+    quarantine, each counted in its table, and no row id twice in silver
+    (`distinct`: the batches' distinct ids in silver)."""
     batches = list(result.batches)
     quarantined = (
         delta.read(spark, tables.silver_quarantine).where(F.col("_batch_id").isin(batches)).count()
     )
-    ids = (
-        delta.read(spark, tables.silver)
-        .where(F.col("_batch_id").isin(batches))
-        .agg(F.countDistinct(ROW_ID).alias("ids"))
-        .first()
-    )
-    distinct = int(ids["ids"]) if ids is not None else 0
     log.info(
         "clean: reconcile: bronze %d = appended %d + quarantined %d (%d distinct row ids)",
         result.bronze_rows,
