@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from lakeforge.config.training import Split
-from lakeforge.split.assign import SPLIT, assign
+from lakeforge.split.assign import FOLD, SPLIT, assign
 from lakeforge.steps import train
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
@@ -91,6 +91,15 @@ def test_training_matches_sklearn_is_tracked_and_gated(
     assert run.data.tags["lakeforge.silver_table"] == silver
     assert run.data.tags["lakeforge.silver_version"] == "0"
     assert run.data.metrics["test_roc_auc"] == pytest.approx(first.test_metrics["roc_auc"])
+    # The split assignment is written out: the same rows in the same splits,
+    # a fold for train rows only, tagged with the run.
+    splits = tables_for(good.settings, "scores").splits
+    first_split_version = int(run.data.params["split_table_version"])
+    written = delta.read(spark, splits, as_of=first_split_version)
+    mine = rows.select("id", SPLIT, F.when(F.col(SPLIT) == "train", F.col(FOLD)).alias(FOLD))
+    assert written.select("id", SPLIT, FOLD).exceptAll(mine).count() == 0
+    assert mine.exceptAll(written.select("id", SPLIT, FOLD)).count() == 0
+    assert {r["run_id"] for r in written.select("run_id").distinct().collect()} == {first.run_id}
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{first.run_id}'"
     )
@@ -116,6 +125,11 @@ def test_training_matches_sklearn_is_tracked_and_gated(
     assert str(client.get_model_version_by_alias("scores", "challenger").version) == "2"
     assert len(second.search.scores) == 2
     assert all(len(s.fold_metrics) == 3 for s in second.search.scores)
+    # each run's assignment stays readable at the version it logged
+    second_split_version = int(client.get_run(second.run_id).data.params["split_table_version"])
+    assert second_split_version > first_split_version
+    earlier = delta.read(spark, splits, as_of=first_split_version).select("run_id").distinct()
+    assert [r["run_id"] for r in earlier.collect()] == [first.run_id]
 
     # Same silver version, same config: nothing to do, no new model version.
     assert train.run(spark, worse) is None

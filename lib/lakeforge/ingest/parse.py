@@ -127,7 +127,7 @@ def _renamed(df: DataFrame, renamed: Mapping[str, str]) -> DataFrame:
     of a struct."""
     if not renamed:
         return df
-    return df.select(*[F.col(f"`{c}`").alias(renamed.get(c, c)) for c in df.columns])
+    return df.selectExpr(*[f"{_name(c)} AS {_name(renamed.get(c, c))}" for c in df.columns])
 
 
 def _read_text(
@@ -160,18 +160,27 @@ def _read_text(
     return df.withColumn(SOURCE_FILE, _source_file_column(files))
 
 
-def _cast(column: Column) -> SparkColumn:
-    value = F.col(column.name)
+def _name(column: str) -> str:
+    """A column name quoted for Spark SQL (a header may hold dots, spaces, `)."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+def _text(value: str) -> str:
+    """A Spark SQL string literal (backslash escapes are Spark's default)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _cast(column: Column) -> str:
+    """The SQL casting `column`'s text to its type: null when it does not cast."""
+    value = _name(column.name)
     if column.type == "string":
         return value
-    trimmed = F.trim(value)
-    if column.type == "date":
-        return F.try_to_date(trimmed, column.format) if column.format else trimmed.try_cast("date")
-    if column.type == "timestamp":
-        if column.format:
-            return F.try_to_timestamp(trimmed, F.lit(column.format))
-        return trimmed.try_cast("timestamp")
-    return trimmed.try_cast(spark_type(column.type))
+    trimmed = f"trim({value})"
+    if column.type == "date" and column.format:
+        return f"try_to_date({trimmed}, {_text(column.format)})"
+    if column.type == "timestamp" and column.format:
+        return f"try_to_timestamp({trimmed}, {_text(column.format)})"
+    return f"try_cast({trimmed} AS {spark_type(column.type).simpleString()})"
 
 
 def type_rows(
@@ -190,6 +199,10 @@ def type_rows(
     them as U+FFFD; we refuse to store that silently), or when it is longer
     than `max_row_chars`. Returns the typed columns, any undeclared (schema
     drift: evolve) text columns, `_source_file`, `_raw` (original text for bad rows) and `_reason`.
+
+    The expressions are written as SQL text and handed to Spark in one call
+    per projection: built with the Column API they cost dozens of Py4J round
+    trips per column, seconds on a file of a few hundred columns.
     """
     declared = {c.name for c in columns}
     extras = [c for c in rows.columns if c not in declared and c not in (RAW, SOURCE_FILE)]
@@ -199,9 +212,11 @@ def type_rows(
     markers = sorted({m.strip() for m in null_values})
     cleaned = rows
     if markers:
-        cleaned = rows.select(
+        listed = ", ".join(_text(m) for m in markers)
+        cleaned = rows.selectExpr(
             *[
-                F.when(F.trim(F.col(c)).isin(markers), F.lit(None)).otherwise(F.col(c)).alias(c)
+                f"CASE WHEN trim({_name(c)}) IN ({listed}) THEN NULL ELSE {_name(c)} END"
+                f" AS {_name(c)}"
                 for c in texts
             ],
             RAW,
@@ -212,58 +227,45 @@ def type_rows(
         if fmt == "csv"
         else "not a valid JSON object"
     )
+    bad_byte = _text("\ufffd")
     undecodable = [
-        F.when(
-            F.col(c).contains("\ufffd"),
-            F.lit(f"{c}: holds bytes that are not valid {encoding} (source.csv.encoding)"),
-        )
+        f"CASE WHEN contains({_name(c)}, {bad_byte}) THEN "
+        f"{_text(f'{c}: holds bytes that are not valid {encoding} (source.csv.encoding)')} END"
         for c in texts
     ]
     failures = [
-        F.when(
-            F.col(c.name).isNotNull() & _cast(c).isNull(),
-            F.concat(
-                F.lit(f"{c.name}: "), F.col(c.name).substr(1, 60), F.lit(f" is not a {c.type}")
-            ),
-        )
+        f"CASE WHEN {_name(c.name)} IS NOT NULL AND {_cast(c)} IS NULL THEN "
+        f"concat({_text(f'{c.name}: ')}, substr({_name(c.name)}, 1, 60), "
+        f"{_text(f' is not a {c.type}')}) END"
         for c in columns
     ]
-    length = F.coalesce(
-        F.length(RAW),
-        # the fields plus the delimiters between them: the line's length (a
-        # flat sum: a chain of one `+` per column overflows the JVM's stack
-        # on files of hundreds of columns)
-        F.aggregate(
-            F.array(*[F.coalesce(F.length(c), F.lit(0)) for c in texts]),
-            F.lit(0),
-            lambda total, n: total + n,
-        )
-        + F.lit(len(texts) - 1),
+    # the fields plus the delimiters between them: the line's length (a flat
+    # sum: a chain of one `+` per column overflows the JVM's stack on files
+    # of hundreds of columns)
+    lengths = ", ".join(f"coalesce(length({_name(c)}), 0)" for c in texts)
+    length = (
+        f"coalesce(length({RAW}), "
+        f"aggregate(array({lengths}), 0, (total, n) -> total + n) + {len(texts) - 1})"
     )
-    too_long = F.when(
-        length > max_row_chars,
-        F.concat(
-            F.lit("row is "),
-            length.cast("string"),
-            F.lit(f" characters long, over source.max_row_chars ({max_row_chars})"),
-        ),
+    too_long = (
+        f"CASE WHEN {length} > {max_row_chars} THEN concat('row is ', CAST({length} AS STRING), "
+        f"{_text(f' characters long, over source.max_row_chars ({max_row_chars})')}) END"
     )
-    undecoded = F.when(F.col(RAW).contains("\ufffd"), F.lit(f"not valid {encoding}; "))
-    reason = F.coalesce(
-        too_long,
-        F.when(
-            F.col(RAW).isNotNull(), F.concat(F.coalesce(undecoded, F.lit("")), F.lit(structural))
-        ),
-        F.nullif(F.concat_ws("; ", *undecodable, *failures), F.lit("")),
+    undecoded = f"CASE WHEN contains({RAW}, {bad_byte}) THEN {_text(f'not valid {encoding}; ')} END"
+    reason = (
+        f"coalesce({too_long}, "
+        f"CASE WHEN {RAW} IS NOT NULL THEN "
+        f"concat(coalesce({undecoded}, ''), {_text(structural)}) END, "
+        f"nullif(concat_ws('; ', {', '.join([*undecodable, *failures]) or 'NULL'}), ''))"
     )
     # Keep the text of rows that split but did not cast, so quarantine has it.
-    raw = F.coalesce(F.col(RAW), F.to_json(F.struct(*[F.col(c) for c in texts])))
-    return cleaned.select(
-        *[_cast(c).alias(c.name) for c in columns],
-        *extras,
-        F.col(SOURCE_FILE),
-        F.when(reason.isNotNull(), raw).alias(RAW),
-        reason.alias(REASON),
+    raw = f"coalesce({RAW}, to_json(struct({', '.join(_name(c) for c in texts)})))"
+    return cleaned.selectExpr(
+        *[f"{_cast(c)} AS {_name(c.name)}" for c in columns],
+        *[_name(c) for c in extras],
+        SOURCE_FILE,
+        f"CASE WHEN ({reason}) IS NOT NULL THEN {raw} END AS {RAW}",
+        f"{reason} AS {REASON}",
     )
 
 

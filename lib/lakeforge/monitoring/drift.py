@@ -1,9 +1,10 @@
 """Drift between a reference (the training snapshot) and a current batch.
 
-Computed in Spark, never on pandas rows: numeric columns are cut at quantiles
-of the reference (`approxQuantile`) and both sides counted per bin in one
-aggregation each; categorical columns are counted per category (the
-reference's most frequent ones, the rest pooled). PSI compares the bin shares;
+Computed in Spark, never on pandas rows. The columns are unpivoted to
+(column, value) rows so that any number of them is measured in a few grouped
+aggregations: numeric columns are cut at approximate quantiles of the
+reference and both sides counted per bin; categorical columns are counted per
+category (the reference's most frequent ones, the rest pooled). PSI compares the bin shares;
 KS is the largest gap between the two empirical CDFs, read at a grid of
 quantiles of both sides (accurate to the quantiles' resolution).
 Missing values count as a bin of their own, so a column going null drifts.
@@ -15,12 +16,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 _EPSILON = 1e-4  # share given to an empty bin, so PSI stays finite
-_COLUMNS_PER_PASS = 24
 _KS_STEPS = 50
+_ACCURACY = 1000  # percentile_approx's: a relative error of 1/1000
+_OTHER, _MISSING = "(other)", "(missing)"
 
 
 @dataclass(frozen=True)
@@ -42,97 +44,143 @@ def psi(reference: Sequence[float], current: Sequence[float]) -> float:
     return value
 
 
+def _long(df: DataFrame, columns: Sequence[str], cast: str) -> DataFrame:
+    """`df` as (`i`, `v`) rows: column number and value. However wide the
+    table, every measure is then one grouped aggregation with a plan the size
+    of one column's (a wide aggregation per column took Spark's optimiser
+    minutes on a few hundred columns)."""
+    pairs = [
+        F.struct(F.lit(i).alias("i"), F.col(c).cast(cast).alias("v")) for i, c in enumerate(columns)
+    ]
+    return df.select(F.explode(F.array(*pairs)).alias("p")).select("p.i", "p.v")
+
+
+def _quantiles(long: DataFrame, probabilities: Sequence[float]) -> dict[int, list[float]]:
+    """Approximate quantiles of each column's non-null, non-NaN values (as
+    `approxQuantile` gives them); a column with none has no entry."""
+    rows = (
+        long.where(F.col("v").isNotNull() & ~F.isnan("v"))
+        .groupBy("i")
+        .agg(F.percentile_approx("v", list(probabilities), _ACCURACY).alias("q"))
+        .collect()
+    )
+    return {int(r["i"]): [float(q) for q in r["q"]] for r in rows}
+
+
 def numeric(
     reference: DataFrame, current: DataFrame, columns: Sequence[str], bins: int
 ) -> list[Drift]:
-    """PSI and KS of each numeric column: one aggregation per side for each
-    group of `_COLUMNS_PER_PASS` columns."""
+    """PSI and KS of each numeric column. Each side is counted in one grouped
+    aggregation over all columns: per column, the rows in each PSI bin (cut at
+    the reference's quantiles) and below each KS grid point."""
+    if not columns:
+        return []
+    spark = reference.sparkSession
     probabilities = [i / bins for i in range(1, bins)]
     fine = [i / _KS_STEPS for i in range(1, _KS_STEPS)]
-    ref_cuts = reference.approxQuantile(list(columns), probabilities + fine, 0.001)
-    cur_cuts = current.approxQuantile(list(columns), fine, 0.001)
+    ref_long, cur_long = _long(reference, columns, "double"), _long(current, columns, "double")
+    ref_q = _quantiles(ref_long, probabilities + fine)
+    cur_q = _quantiles(cur_long, fine)
     plans = []
-    for column, ref_q, cur_q in zip(columns, ref_cuts, cur_cuts, strict=True):
-        edges = sorted(set(ref_q[: len(probabilities)]))
-        grid = sorted(set(ref_q[len(probabilities) :]) | set(cur_q))
-        plans.append((column, edges, grid))
+    for i in range(len(columns)):
+        ref_cuts = ref_q.get(i, [])
+        edges = sorted(set(ref_cuts[: len(probabilities)]))
+        grid = sorted(set(ref_cuts[len(probabilities) :]) | set(cur_q.get(i, [])))
+        plans.append((i, edges, grid))
+    cuts = spark.createDataFrame(plans, "i int, edges array<double>, grid array<double>")
 
-    def counts(df: DataFrame) -> dict[str, float]:
-        out: dict[str, float] = {}
-        # a hundred-odd aggregates per column: a wide table is counted a group
-        # of columns at a time, so no single plan grows past what Spark's
-        # optimiser handles quickly
-        for start in range(0, len(plans), _COLUMNS_PER_PASS):
-            out.update(chunk(df, start))
+    def counts(long: DataFrame) -> dict[int, list[tuple[int | None, int | None, float]]]:
+        """Per column: rows per (PSI bin, grid position); both are None for a
+        missing value. A value's bin is the number of edges below it; its
+        grid position is the number of grid points below it, so it is <= grid
+        point g exactly when its position is <= g."""
+        value = F.col("v")
+        placed = long.join(F.broadcast(cuts), "i").select(
+            "i",
+            F.when(value.isNotNull(), F.size(F.filter("edges", lambda e: value > e))).alias("b"),
+            F.when(value.isNotNull(), F.size(F.filter("grid", lambda g: value > g))).alias("g"),
+        )
+        out: dict[int, list[tuple[int | None, int | None, float]]] = {}
+        for r in placed.groupBy("i", "b", "g").count().collect():
+            out.setdefault(int(r["i"]), []).append((r["b"], r["g"], float(r["count"])))
         return out
 
-    def chunk(df: DataFrame, start: int) -> dict[str, float]:
-        aggregates: list[Column] = [F.count(F.lit(1)).alias("__n")]
-        for i, (column, edges, grid) in enumerate(plans):
-            if not start <= i < start + _COLUMNS_PER_PASS:
-                continue
-            value = F.col(column).cast("double")
-            bucket = sum((F.when(value > e, 1).otherwise(0) for e in edges), F.lit(0))
-            aggregates.append(F.count(F.when(value.isNull(), 1)).alias(f"m{i}"))
-            aggregates.append(F.count(value).alias(f"v{i}"))  # non-null values
-            for b in range(len(edges) + 1):
-                aggregates.append(
-                    F.count(F.when(value.isNotNull() & (bucket == b), 1)).alias(f"b{i}_{b}")
-                )
-            for g, point in enumerate(grid):
-                aggregates.append(F.count(F.when(value <= point, 1)).alias(f"c{i}_{g}"))
-        row = df.agg(*aggregates).first()
-        assert row is not None
-        return {k: float(v) for k, v in row.asDict().items()}
-
-    ref, cur = counts(reference), counts(current)
+    ref, cur = counts(ref_long), counts(cur_long)
     found = []
-    for i, (column, edges, grid) in enumerate(plans):
-        bins_of = [f"m{i}", *(f"b{i}_{b}" for b in range(len(edges) + 1))]
-        value_psi = psi([ref[k] for k in bins_of], [cur[k] for k in bins_of])
-        ks = 0.0
-        for g in range(len(grid)):
-            ref_cdf = ref[f"c{i}_{g}"] / (ref[f"v{i}"] or 1.0)
-            cur_cdf = cur[f"c{i}_{g}"] / (cur[f"v{i}"] or 1.0)
-            ks = max(ks, abs(ref_cdf - cur_cdf))
-        found.append(Drift(column, "numeric", value_psi, ks))
+    for i, edges, grid in plans:
+        ref_bins, ref_below = _histogram(ref.get(i, []), len(edges), len(grid))
+        cur_bins, cur_below = _histogram(cur.get(i, []), len(edges), len(grid))
+        ref_n, cur_n = sum(ref_bins[1:]) or 1.0, sum(cur_bins[1:]) or 1.0
+        ks = max(
+            (abs(r / ref_n - c / cur_n) for r, c in zip(ref_below, cur_below, strict=True)),
+            default=0.0,
+        )
+        found.append(Drift(columns[i], "numeric", psi(ref_bins, cur_bins), ks))
     return found
+
+
+def _histogram(
+    counts: list[tuple[int | None, int | None, float]], edges: int, grid: int
+) -> tuple[list[float], list[float]]:
+    """One column's bins (missing first, then the `edges` + 1 value bins)
+    and, for each grid point, the non-null values at or below it."""
+    bins = [0.0] * (edges + 2)
+    at = [0.0] * (grid + 1)
+    for b, g, n in counts:
+        if b is None or g is None:
+            bins[0] += n
+            continue
+        bins[1 + b] += n
+        at[g] += n
+    below, running = [], 0.0
+    for g in range(grid):
+        running += at[g]
+        below.append(running)
+    return bins, below
 
 
 def categorical(
     reference: DataFrame, current: DataFrame, columns: Sequence[str], top: int
 ) -> list[Drift]:
     """PSI of each categorical column over the reference's `top` categories,
-    plus "other" and missing."""
-    found = []
-    for column in columns:
-        value = F.col(column).cast("string")
-        frequent = [
-            r[0]
-            for r in reference.where(value.isNotNull())
-            .groupBy(value.alias("v"))
-            .count()
-            .orderBy(F.desc("count"), "v")
-            .limit(top)
-            .collect()
-        ]
+    plus "other" and missing: one grouped aggregation per side for all
+    columns, and one to find the reference's top categories."""
+    if not columns:
+        return []
+    ref_long, cur_long = _long(reference, columns, "string"), _long(current, columns, "string")
+    ranked = Window.partitionBy("i").orderBy(F.desc("count"), "v")
+    frequent = (
+        ref_long.where(F.col("v").isNotNull())
+        .groupBy("i", "v")
+        .count()
+        .withColumn("rank", F.row_number().over(ranked))
+        .where(F.col("rank") <= top)
+        .select("i", "v", F.lit(True).alias("top"))
+    )
+    tops: dict[int, list[str]] = {}
+    for r in frequent.collect():
+        tops.setdefault(int(r["i"]), []).append(str(r["v"]))
+
+    def counts(long: DataFrame) -> dict[tuple[int, str], float]:
+        value = F.col("v")
         label = (
-            F.when(value.isNull(), F.lit("(missing)"))
-            .when(value.isin(frequent), value)
-            .otherwise(F.lit("(other)"))
+            F.when(value.isNull(), F.lit(_MISSING))
+            .when(F.col("top").isNotNull(), value)
+            .otherwise(F.lit(_OTHER))
         )
-        bins = [*frequent, "(other)", "(missing)"]
+        labelled = long.join(F.broadcast(frequent), ["i", "v"], "left")
+        rows = labelled.groupBy("i", label.alias("label")).count().collect()
+        return {(int(r["i"]), str(r["label"])): float(r["count"]) for r in rows}
 
-        def counts(df: DataFrame, label: Column = label) -> dict[str, float]:
-            rows = df.groupBy(label.alias("v")).count().collect()
-            return {str(r["v"]): float(r["count"]) for r in rows}
-
-        ref, cur = counts(reference), counts(current)
+    ref, cur = counts(ref_long), counts(cur_long)
+    found = []
+    for i, column in enumerate(columns):
+        bins = [*tops.get(i, []), _OTHER, _MISSING]
         found.append(
             Drift(
                 column,
                 "categorical",
-                psi([ref.get(b, 0.0) for b in bins], [cur.get(b, 0.0) for b in bins]),
+                psi([ref.get((i, b), 0.0) for b in bins], [cur.get((i, b), 0.0) for b in bins]),
                 None,
             )
         )

@@ -39,7 +39,7 @@ from lakeforge.quality import learnable
 from lakeforge.spark import cores
 from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
 from lakeforge.storage import delta
-from lakeforge.storage.paths import tables_for
+from lakeforge.storage.paths import Tables, tables_for
 from lakeforge.tracking import registry, runs
 from lakeforge.tuning.refit import refit
 from lakeforge.tuning.search import SearchResult, Wiring, candidates, cross_validate
@@ -100,9 +100,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
     try:
         # The champion is scored on the same test rows with every silver column:
         # it may read columns this config does not.
-        return _train(
-            spark, cfg, spec, data, rows.where(F.col(SPLIT) == TEST), tables.silver, version
-        )
+        return _train(spark, cfg, spec, data, rows.where(F.col(SPLIT) == TEST), tables, version)
     finally:
         data.unpersist()
 
@@ -141,7 +139,7 @@ def _train(
     spec: TrainConfig,
     data: DataFrame,
     full_test_rows: DataFrame,
-    table: str,
+    tables: Tables,
     version: int,
 ) -> TrainResult:
     ds = cfg.dataset
@@ -184,7 +182,10 @@ def _train(
     with runs.start(
         cfg.settings.mlflow.tracking_uri, ds.name, f"train-{ds.name}-silver-v{version}"
     ) as parent:
-        runs.log_inputs(train, table, version, f"{ds.name}-silver", tags)
+        runs.log_inputs(train, tables.silver, version, f"{ds.name}-silver", tags)
+        split_version = _write_splits(
+            data, ds.identity, tables.splits, version, str(parent.info.run_id)
+        )
         params: dict[str, object] = {
             "task": spec.task,
             "label": spec.label,
@@ -197,6 +198,8 @@ def _train(
             "rows_validation": split_counts[VALIDATION],
             "rows_test": split_counts[TEST],
             "class_weight": spec.class_weight,
+            "split_table": tables.splits,
+            "split_table_version": split_version,
         }
         if class_weights:
             params.update({f"class_weight_{c:g}": round(w, 6) for c, w in class_weights.items()})
@@ -307,6 +310,36 @@ def _train(
         class_weights=class_weights,
         column_importance=tuple(columns),
     )
+
+
+def _write_splits(
+    data: DataFrame, identity: list[str], path: str, silver_version: int, run_id: str
+) -> int:
+    """Write which split (and, for train rows, which fold) each labelled row
+    was in, so anyone can rebuild exactly this run's train and test rows (an
+    independent reference model, an audit) without re-deriving the split.
+    The table holds the latest run; each run logs the version it wrote, and
+    time travel gives an earlier run's rows back. Returns that version."""
+    spark = data.sparkSession
+    rows = data.select(
+        *identity,
+        SPLIT,
+        F.when(F.col(SPLIT) == TRAIN, F.col(FOLD)).alias(FOLD),
+        F.lit(silver_version).alias("silver_version"),
+        F.lit(run_id).alias("run_id"),
+    )
+
+    def attempt() -> None:
+        writer = rows.write.format("delta").mode("overwrite")
+        # the keys (and so the identity columns) may differ from the last run's
+        writer.option("overwriteSchema", "true").save(path)
+
+    with timed(log, "train: write the split assignment") as stats:
+        delta.with_retry(attempt, what=f"overwrite {path}")
+        written = delta.version(spark, path)
+        assert written is not None
+        stats.update(table=path, version=written)
+    return written
 
 
 def _tune_threshold(

@@ -59,6 +59,12 @@ class Tables:
         return self._at("predictions")
 
     @property
+    def splits(self) -> str:
+        """Which split and fold each labelled row was in for the latest train
+        run (earlier runs: the table version logged in each run's params)."""
+        return self._at("splits")
+
+    @property
     def monitoring(self) -> str:
         return self._at("monitoring")
 
