@@ -9,8 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pyspark.ml.linalg import Vectors
+from pyspark.sql import SparkSession
 
-from lakeforge.tuning.shared import Problem, _Exchange
+from lakeforge.features.stages import FEATURES
+from lakeforge.tuning.shared import Folds, Problem, _Exchange, fit_all
 
 
 def _problems(n: int) -> list[Problem]:
@@ -68,3 +71,31 @@ def test_a_failed_pass_reaches_every_waiting_problem() -> None:
     with pytest.raises(RuntimeError):
         exchange = _Exchange(answer, 1)
         exchange.ask(problems[0], np.array([5.0]))
+
+
+def test_a_problem_failing_before_its_first_ask_ends_the_search(spark: SparkSession) -> None:
+    """A problem that cannot even be set up (here: a fold with no rows, so no
+    standardisation) must leave the exchange; else the others wait for its
+    ask for ever and the search hangs instead of failing."""
+    rows = spark.createDataFrame(
+        [(Vectors.dense([float(i % 5), float(i % 3)]), float(i % 2)) for i in range(40)],
+        [FEATURES, "y"],
+    )
+    folds = Folds([(rows, rows)], "y", seed=1)
+    problems = [Problem.of(0, 0, {"regParam": 0.1}), Problem.of(3, 1, {"regParam": 0.1})]
+    outcome: list[BaseException | object] = []
+
+    def search() -> None:
+        try:
+            outcome.append(fit_all(folds, problems, fraction=1.0))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    try:
+        worker = threading.Thread(target=search, daemon=True)
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "the search hung on a problem that never asked"
+        assert isinstance(outcome[0], KeyError)
+    finally:
+        folds.release()

@@ -29,15 +29,18 @@ _REGRESSION = {"rmse": "rmse", "mae": "mae", "r2": "r2"}
 
 
 def metric(scored: DataFrame, task: str, label: str, name: str) -> float:
-    """One metric of `scored` (a model's output with `label`); NaN when the model
-    does not produce what the metric needs (log loss of a model without
-    probabilities)."""
+    """One metric of `scored` (a model's output with `label`); NaN when the rows
+    do not hold what the metric needs: log loss without probabilities, ROC
+    and PR areas without a score (gold keeps `probability` only, so a
+    `linear_svc` champion's batch has no score to rank by)."""
     columns = set(scored.columns)
     if task == "regression":
         return float(
             RegressionEvaluator(labelCol=label, metricName=_REGRESSION[name]).evaluate(scored)  # type: ignore[arg-type]
         )
     if name in _BINARY_CURVES:
+        if "rawPrediction" not in columns:
+            return math.nan
         return float(
             BinaryClassificationEvaluator(
                 labelCol=label,

@@ -396,5 +396,12 @@ def _numeric_columns(spec: TrainConfig) -> list[str]:
 
 
 def _score_version(name: str, version: str, rows: DataFrame, spec: TrainConfig) -> float:
+    """The metric of registered `version` on `rows`; CannotScore when the rows
+    lack what it reads (Spark's analysis fails), any other failure as is."""
     model = mlflow.spark.load_model(f"models:/{name}/{version}")
-    return metric(model.transform(rows), spec.task, spec.label, spec.metric)
+    try:
+        scored = model.transform(rows)
+        scored.schema  # noqa: B018 - analyse now: a missing column is CannotScore
+    except AnalysisException as exc:
+        raise registry.CannotScore(str(exc).splitlines()[0]) from exc
+    return metric(scored, spec.task, spec.label, spec.metric)

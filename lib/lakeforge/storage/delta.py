@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import delta.exceptions as delta_errors
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -137,17 +139,30 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
 
 
 T = TypeVar("T")
-# Delta's concurrent-modification conflicts, plus a table created by another
-# writer between our "does it exist" and our create.
-_CONFLICTS = (
-    "DELTA_PATH_EXISTS",
-    "ConcurrentAppendException",
-    "ConcurrentDeleteReadException",
-    "ConcurrentDeleteDeleteException",
-    "ConcurrentTransactionException",
-    "MetadataChangedException",
-    "ProtocolChangedException",
+# Delta's commit conflicts, as the typed exceptions delta-spark converts
+# them to (importing `delta.exceptions` installs that conversion), plus a
+# table created by another writer between our "does it exist" and our create
+# (an AnalysisException of condition DELTA_PATH_EXISTS).
+_CONFLICTS: tuple[type[BaseException], ...] = (
+    delta_errors.DeltaConcurrentModificationException,
+    delta_errors.ConcurrentWriteException,
+    delta_errors.ConcurrentAppendException,
+    delta_errors.ConcurrentDeleteReadException,
+    delta_errors.ConcurrentDeleteDeleteException,
+    delta_errors.ConcurrentTransactionException,
+    delta_errors.MetadataChangedException,
+    delta_errors.ProtocolChangedException,
 )
+_CREATED_MEANWHILE = "DELTA_PATH_EXISTS"
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A conflict another writer caused, which a retry on the new table
+    version resolves; judged by the exception's type or error condition,
+    never by its text (a value in a message could say anything)."""
+    if isinstance(exc, _CONFLICTS):
+        return True
+    return isinstance(exc, AnalysisException) and exc.getCondition() == _CREATED_MEANWHILE
 
 
 def with_retry(action: Callable[[], T], *, what: str, attempts: int = 4) -> T:
@@ -157,7 +172,7 @@ def with_retry(action: Callable[[], T], *, what: str, attempts: int = 4) -> T:
         try:
             return action()
         except Exception as exc:
-            if attempt == attempts or not any(c in str(exc) for c in _CONFLICTS):
+            if attempt == attempts or not is_conflict(exc):
                 raise
             # exponential, with jitter so that two losers do not collide again
             delay = 0.5 * 2 ** (attempt - 1) * (1 + random.random())

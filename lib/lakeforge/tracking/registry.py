@@ -25,6 +25,12 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
+class CannotScore(Exception):
+    """The champion cannot score today's test rows (a column it reads was
+    renamed or dropped): the one failure the gate accepts, by keeping the
+    alias where it is. Any other failure (MLflow, Spark, a bug) fails the job."""
+
+
 @dataclass(frozen=True)
 class GateDecision:
     promoted: bool
@@ -58,14 +64,15 @@ def gate(
     """Give `version` the champion alias if there is no champion, or if it beats
     the champion's `metric` (recomputed by `score_champion` on the same test
     rows) by more than `margin`; else the challenger alias. A champion that
-    cannot be scored keeps its alias."""
+    cannot score the rows (`score_champion` raises CannotScore) keeps its
+    alias; any other exception propagates, and no alias moves."""
     current = champion_version(client, name)
     if current is None:
         decision = GateDecision(True, version, metric, value, None, None, "no champion yet")
     else:
         try:
             theirs = score_champion(current)
-        except Exception as exc:
+        except CannotScore as exc:
             # An old champion that cannot score today's rows (columns renamed,
             # say) is not beaten by default: moving the serving alias is left
             # to a person, who can set it by hand in the MLflow UI or client.

@@ -258,11 +258,7 @@ def cross_validate(
                     blocks, [s for s in alive if s.index in together], step, progress, metric_name
                 )
             scores.update({score.spec.index: score for score in round_scores})
-            ranked = sorted(
-                round_scores,
-                key=lambda sc: sc.mean if not smaller_is_better else -sc.mean,
-                reverse=True,
-            )
+            ranked = rank(round_scores, smaller_is_better)
             alive = [sc.spec for sc in ranked]
             if len(plan) > 1:
                 log.info(
@@ -287,6 +283,13 @@ def cross_validate(
         if best is None or better(score.mean, best.mean, smaller_is_better):
             best = score
     return SearchResult(metric=metric_name, scores=ordered, best=best)
+
+
+def rank(scores: list[CandidateScore], smaller_is_better: bool) -> list[CandidateScore]:
+    """Best first; a NaN mean (a fold that could not be scored) last, so it
+    never outlives a good candidate in a round of halving; ties keep the
+    candidates' order."""
+    return sorted(scores, key=partial(_rank_key, smaller_is_better))
 
 
 def _rank_key(smaller_is_better: bool, score: CandidateScore) -> float:

@@ -451,9 +451,11 @@ def fit_all(
     errors: list[BaseException] = []
 
     def solve(problem: Problem) -> None:
-        space = spaces[problem.fold]
-        objective = _Objective(problem, space, exchange)
+        # everything a problem does is inside the try: a problem that failed
+        # without leaving would keep the others waiting for its ask for ever
         try:
+            space = spaces[problem.fold]
+            objective = _Objective(problem, space, exchange)
             found = minimize(
                 objective,
                 objective.start(space.positive_share),
