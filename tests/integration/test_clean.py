@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from lakeforge.cli import main
-from lakeforge.errors import DataQualityFailure
+from lakeforge.errors import DataQualityFailure, ReconciliationError
 from lakeforge.steps import clean, ingest
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
@@ -68,6 +68,43 @@ def test_dirty_batch_reconciles_and_quarantine_names_the_rules(
     assert validation is not None and validation.success
     assert validation.report_json is not None and Path(validation.report_json).is_file()
     assert validation.data_docs is not None and Path(validation.data_docs).is_file()
+
+
+def test_a_row_lost_before_dedupe_fails_the_reconciliation(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each term is measured: a transformation that loses a row (broken here
+    on purpose) cannot pass the row off as a duplicate removed."""
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, *DAY1])
+    cfg = _setup(tmp_path)
+    ingest.run(spark, cfg, batch_id="d1")
+    real = clean.deduplicate
+    monkeypatch.setattr(
+        clean, "deduplicate", lambda df, keys, order: real(df, keys, order).where("id <> 2")
+    )
+    with pytest.raises(ReconciliationError, match="add up to 6, not 7"):
+        clean.run(spark, cfg)
+
+
+def test_null_keys_are_one_key_in_dedupe_and_merge(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path
+) -> None:
+    """A key with a null part is a key like any other, in dedupe as in MERGE:
+    silver holds it once, the repeat is counted as a duplicate, and a later
+    batch updates that row instead of adding it again."""
+    write_lines(
+        tmp_path / "in" / "day1.csv", [TRIPS_HEADER, ",UA,1.0,2024-01-01", ",UA,2.0,2024-01-02"]
+    )
+    cfg = _setup(tmp_path, [])
+    tables = tables_for(cfg.settings, "trips")
+    ingest.run(spark, cfg, batch_id="d1")
+    first = clean.run(spark, cfg)
+    assert (first.bronze_rows, first.inserted, first.duplicates) == (2, 1, 1)
+    write_lines(tmp_path / "in" / "day2.csv", [TRIPS_HEADER, ",UA,3.0,2024-01-03"])
+    ingest.run(spark, cfg, batch_id="d2")
+    second = clean.run(spark, cfg)
+    assert (second.inserted, second.updated) == (0, 1)
+    assert [r["delay"] for r in delta.read(spark, tables.silver).collect()] == [3.0]
 
 
 def test_rerun_is_a_no_op_and_updated_rows_update_silver(

@@ -90,3 +90,19 @@ def test_dedupe_keeps_the_latest_row_per_key(spark: SparkSession) -> None:
 def test_incomplete_rules_are_config_errors(rule: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Rule.model_validate(rule)
+
+
+def test_dedupe_matches_null_keys_as_merge_does(spark: SparkSession) -> None:
+    """Rows whose keys are null in the same place are one key (MERGE matches
+    them with <=>): dedupe keeps one, else both reach MERGE and silver holds
+    the key twice."""
+    df = spark.createDataFrame(
+        [(None, 1, "old", 1), (None, 1, "new", 2), (None, 2, "other", 1), (3, 1, "x", 1)],
+        "a int, b int, v string, _ingested_at int",
+    )
+    kept = deduplicate(df, ["a", "b"], ["_ingested_at DESC"]).collect()
+    assert sorted((r["a"] or 0, r["b"], r["v"]) for r in kept) == [
+        (0, 1, "new"),
+        (0, 2, "other"),
+        (3, 1, "x"),
+    ]

@@ -7,8 +7,10 @@ rules send such rows to the quarantine.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -100,7 +102,15 @@ def deduplicate(df: DataFrame, keys: Sequence[str], order_by: Sequence[str]) -> 
     repeated = df.groupBy(*keys).count().where("count > 1").drop("count")
     if repeated.isEmpty():
         return df
-    flagged = df.join(F.broadcast(repeated.withColumn("__dup", F.lit(True))), list(keys), "left")
+    # null-safe, as MERGE matches keys: rows whose keys are both null in the
+    # same place are one key, deduplicated like any other
+    marks = repeated.select(
+        *[F.col(k).alias(f"__key_{i}") for i, k in enumerate(keys)], F.lit(True).alias("__dup")
+    )
+    same = [df[k].eqNullSafe(marks[f"__key_{i}"]) for i, k in enumerate(keys)]
+    flagged = df.join(F.broadcast(marks), reduce(operator.and_, same), "left").drop(
+        *[f"__key_{i}" for i in range(len(keys))]
+    )
     content = F.xxhash64(*[F.col(c) for c in df.columns if not c.startswith("_")])
     order = [*(ordering(o) for o in order_by), content.desc()]
     window = Window.partitionBy(*keys).orderBy(*order)

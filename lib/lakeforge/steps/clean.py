@@ -107,6 +107,9 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
     # reaches silver once the dataset config declares it.
     declared = [c.name for c in ds.source.columns]
     rows = bronze.where(F.col("_batch_id").isin(todo)).select(*declared, *LINEAGE)
+    # counted straight from bronze, before any transformation: the total
+    # every other term is reconciled against
+    run_ = replace(run_, bronze_rows=rows.count())
     if not ds.keys:  # every row a distinct observation, identified by its lineage
         rows = with_row_ids(rows, _file_checksums(spark, tables), declared, ROW_ID)
     try:
@@ -133,6 +136,7 @@ class _Run:
     batches: tuple[str, ...]
     bronze_version: int
     now: datetime
+    bronze_rows: int = 0  # the batches' rows, counted in bronze
 
     @property
     def label(self) -> str:
@@ -146,19 +150,22 @@ def _clean(run_: _Run, tagged: DataFrame) -> CleanResult:
         summary = row_rules.summarise(tagged, run_.rules, list(ds.clean.parse), checks)
         failed = tagged.where(F.size(row_rules.FAILED) > 0)
         good = tagged.where(F.size(row_rules.FAILED) == 0).drop(row_rules.FAILED, row_rules.WARNED)
+        duplicates = _duplicates(good, ds.keys)
         # persisted: Great Expectations and the MERGE both read it
         deduped = deduplicate(good, ds.keys, ds.clean.dedupe.order_by).persist(
             StorageLevel.MEMORY_AND_DISK
         )
         n_deduped = deduped.count()
-        stats.update(rows=summary.rows, quarantine=summary.failed, after_dedupe=n_deduped)
+        stats.update(
+            rows=summary.rows, quarantine=summary.failed, duplicates=duplicates, kept=n_deduped
+        )
     try:
         with timed(log, "clean: table validation (Great Expectations)") as stats:
             project = None if is_uri(run_.tables.quality) else run_.tables.quality
             validation = validate_table(deduped, run_.rules, ds.name, _slug(run_.label), project)
             stats.update(rules=len(validation.results), passed=sum(validation.results.values()))
         gate.enforce(run_.rules, summary.counts, validation, f"{ds.name} batch(es) {run_.label}")
-        result = _write(run_, failed, deduped, n_deduped, summary)
+        result = _write(run_, failed, deduped, n_deduped, duplicates, summary)
     finally:
         deduped.unpersist()
     return replace(result, table_validation=validation)
@@ -169,6 +176,7 @@ def _write(
     failed: DataFrame,
     deduped: DataFrame,
     n_deduped: int,
+    duplicates: int,
     summary: row_rules.RuleSummary,
 ) -> CleanResult:
     """Quarantine first (idempotent by bronze version), then MERGE, reconcile, log."""
@@ -199,22 +207,29 @@ def _write(
             after = delta.count(spark, tables.silver)
             stats.update(inserted=merged.inserted, updated=merged.updated)
     if ds.keys:
-        n_good = summary.rows - summary.failed
+        # each term measured: inserted, updated and the rows MERGE read from
+        # its own commit metrics; duplicates by their own count; the
+        # quarantine counted in its table by the reconciliation
+        source = n_deduped if merged.source is None else merged.source
         result = CleanResult(
             batches=run_.batches,
-            bronze_rows=summary.rows,
+            bronze_rows=run_.bronze_rows,
             inserted=merged.inserted,
             updated=merged.updated,
-            unchanged=n_deduped - merged.inserted - merged.updated,
+            unchanged=source - merged.inserted - merged.updated,
             quarantined=summary.failed,
-            duplicates=n_good - n_deduped,
+            duplicates=duplicates,
             rule_counts=summary.counts,
         )
+        if source != n_deduped:
+            raise ReconciliationError(
+                f"clean: MERGE read {source} source rows, {n_deduped} were sent to it"
+            )
         ours = 0 if before_version is None else before_version + 1
         growth = (before, after) if after_version in (before_version, ours) else None
-        _reconcile(spark, tables, result, growth, deduped, ds.keys)
+        _reconcile(spark, tables, result, growth, deduped, ds.keys, summary.rows)
     else:
-        _reconcile_appended(spark, tables, result, distinct)
+        _reconcile_appended(spark, tables, result, distinct, summary.rows)
     delta.append(
         spark.createDataFrame(
             _log_rows(result, run_.bronze_version, run_.now), schema=CLEAN_LOG_SCHEMA
@@ -233,6 +248,7 @@ def _reconcile(
     growth: tuple[int, int] | None,
     deduped: DataFrame,
     keys: list[str],
+    rules_saw: int,
 ) -> None:
     """Every bronze row accounted for once. `growth` is silver's row count before
     and after our MERGE when no other writer committed in between; with a
@@ -250,7 +266,7 @@ def _reconcile(
         result.bronze_rows,
         *result.terms,
     )
-    problems = []
+    problems = _rules_saw_bronze(result, rules_saw)
     if accounted != result.bronze_rows or result.unchanged < 0:
         problems.append(f"the terms add up to {accounted}, not {result.bronze_rows}")
     if growth is not None:
@@ -303,7 +319,7 @@ def _append_batches(
     distinct = int(found["ids"]) if found is not None else 0
     result = CleanResult(
         batches=run_.batches,
-        bronze_rows=summary.rows,
+        bronze_rows=run_.bronze_rows,
         inserted=appended,
         quarantined=summary.failed,
         rule_counts=summary.counts,
@@ -312,7 +328,7 @@ def _append_batches(
 
 
 def _reconcile_appended(
-    spark: SparkSession, tables: Tables, result: CleanResult, distinct: int
+    spark: SparkSession, tables: Tables, result: CleanResult, distinct: int, rules_saw: int
 ) -> None:
     """Without keys: bronze rows = rows of these batches in silver + in its
     quarantine, each counted in its table, and no row id twice in silver
@@ -328,7 +344,7 @@ def _reconcile_appended(
         quarantined,
         distinct,
     )
-    problems = []
+    problems = _rules_saw_bronze(result, rules_saw)
     if result.inserted + quarantined != result.bronze_rows:
         problems.append(
             f"silver holds {result.inserted} and the quarantine {quarantined} of these "
@@ -342,6 +358,32 @@ def _reconcile_appended(
         problems.append(f"{result.inserted - distinct} row id(s) are in silver more than once")
     if problems:
         raise ReconciliationError("clean: counts do not reconcile: " + "; ".join(problems))
+
+
+def _rules_saw_bronze(result: CleanResult, rules_saw: int) -> list[str]:
+    """The rows the rules judged are the bronze rows, no more, no fewer (a
+    join on the way, with the ingest log say, could lose or repeat some)."""
+    if rules_saw == result.bronze_rows:
+        return []
+    return [
+        f"the rules judged {rules_saw} rows, bronze holds {result.bronze_rows} of these batches"
+    ]
+
+
+def _duplicates(good: DataFrame, keys: list[str]) -> int:
+    """Rows dedupe must remove: per key (null-safe, as MERGE matches), all
+    but one. Counted here on their own, not as what dedupe happened to leave
+    out, so a row lost on the way cannot pass for a duplicate."""
+    if not keys:
+        return 0
+    found = (
+        good.groupBy(*keys)
+        .count()
+        .where(F.col("count") > 1)
+        .agg(F.sum(F.col("count") - 1).alias("extra"))
+        .first()
+    )
+    return int(found["extra"] or 0) if found is not None else 0
 
 
 def _redelivered(

@@ -104,6 +104,9 @@ def replace_where(
 class MergeCounts:
     inserted: int
     updated: int
+    # the source rows MERGE read, from its commit's metrics (None: the MERGE
+    # changed nothing, so Delta committed no version to read them from)
+    source: int | None = None
 
 
 def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]) -> MergeCounts:
@@ -120,7 +123,9 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
     def attempt() -> MergeCounts:
         if not is_table(spark, path):
             df.write.format("delta").mode("errorifexists").save(path)
-            return MergeCounts(inserted=count(spark, path), updated=0)
+            created = commit_metrics(spark, path, 0, "WRITE")
+            return MergeCounts(int(created["numOutputRows"]), 0, int(created["numOutputRows"]))
+        before = version(spark, path)
         metrics = (
             DeltaTable.forPath(spark, path)
             .alias("t")
@@ -133,9 +138,41 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
         if metrics is None:
             return MergeCounts(0, 0)
         values = metrics.asDict()
-        return MergeCounts(int(values["num_inserted_rows"]), int(values["num_updated_rows"]))
+        inserted, updated = int(values["num_inserted_rows"]), int(values["num_updated_rows"])
+        source = None
+        if inserted or updated:
+            committed = _merge_commit(spark, path, before)
+            source = int(committed["numSourceRows"])
+            if int(committed["numTargetRowsInserted"]) != inserted:
+                raise RuntimeError(f"MERGE into {path}: its commit and its result disagree")
+        return MergeCounts(inserted, updated, source)
 
     return with_retry(attempt, what=f"MERGE into {path}")
+
+
+def commit_metrics(spark: SparkSession, path: str, at: int, operation: str) -> dict[str, str]:
+    """The operation metrics Delta recorded for version `at` of the table,
+    checked to be an `operation` commit."""
+    entry = DeltaTable.forPath(spark, path).history().where(f"version = {at}").first()
+    if entry is None or entry["operation"] != operation:
+        found = None if entry is None else entry["operation"]
+        raise RuntimeError(f"{path}: version {at} is {found}, expected a {operation} commit")
+    return dict(entry["operationMetrics"] or {})
+
+
+def _merge_commit(spark: SparkSession, path: str, before: int | None) -> dict[str, str]:
+    """Our MERGE's commit metrics: the first MERGE after `before` (another
+    writer's commit may have landed first, and been retried over)."""
+    history = (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .where(f"version > {-1 if before is None else before} AND operation = 'MERGE'")
+        .orderBy("version")
+        .first()
+    )
+    if history is None:
+        raise RuntimeError(f"{path}: no MERGE commit after version {before}")
+    return dict(history["operationMetrics"] or {})
 
 
 T = TypeVar("T")
