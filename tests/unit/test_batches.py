@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from lakeforge.errors import InputNotFound
+from lakeforge.errors import ConfigError, InputNotFound
 from lakeforge.ingest.batches import DONE, FAILED, PLANNED, log_rows_for, plan_batch
 from lakeforge.ingest.batches import LOG_SCHEMA as SCHEMA
 from lakeforge.ingest.files import InputFile
@@ -72,3 +72,17 @@ def test_an_unfinished_batch_whose_file_vanished_is_an_error() -> None:
     first = plan_batch([], [_file("a")], "b1", NOW)
     with pytest.raises(InputNotFound, match="file:/in/a is gone or changed"):
         plan_batch(_log(first, PLANNED), [_file("b")], None, NOW)
+
+
+def test_a_batch_id_used_before_is_refused_and_a_default_one_never_repeats() -> None:
+    """Clean selects a batch's rows by its id: a second batch under an id
+    already used would be taken as cleaned and its rows stranded in bronze."""
+    first = plan_batch([], [_file("a")], "b1", NOW)
+    log = _log(first, PLANNED) + _log(first, DONE)
+    with pytest.raises(ConfigError, match="'b1' names an earlier batch"):
+        plan_batch(log, [_file("a"), _file("b")], "b1", NOW)
+    same_second = plan_batch([], [_file("a")], None, NOW)
+    log = _log(same_second, PLANNED) + _log(same_second, DONE)
+    again = plan_batch(log, [_file("a"), _file("b")], None, NOW)
+    assert again is not None
+    assert (again.batch_id, same_second.batch_id) == ("20260102T030405Z-2", "20260102T030405Z")

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pyspark.sql import types as T
 
-from lakeforge.errors import InputNotFound
+from lakeforge.errors import ConfigError, InputNotFound
 from lakeforge.ingest.files import InputFile
 
 PLANNED, DONE, FAILED = "planned", "done", "failed"
@@ -89,7 +89,30 @@ def plan_batch(
     if not new:
         return None
     seq = max((int(r["batch_seq"]) for r in rows), default=0) + 1  # type: ignore[call-overload]
-    return Batch(seq, batch_id or now.strftime("%Y%m%dT%H%M%SZ"), tuple(new))
+    return Batch(seq, new_batch_id(rows, batch_id, now, seq), tuple(new))
+
+
+def new_batch_id(
+    log_rows: Iterable[Mapping[str, object]], batch_id: str | None, now: datetime, seq: int
+) -> str:
+    """The id of a new batch: `batch_id`, refused when an earlier batch has it
+    (clean and predict select rows by it, so a second batch under the same id
+    would be taken as already cleaned and its rows stranded in bronze); by
+    default the UTC time of planning, with `-<seq>` added when a batch of the
+    same second has it already. A failed batch's id is free again: it wrote
+    nothing to bronze."""
+    rows = list(log_rows)
+    failed = {r["batch_seq"] for r in rows if r["status"] == FAILED}
+    used = {str(r["batch_id"]) for r in rows if r["batch_seq"] not in failed}
+    if batch_id is not None:
+        if batch_id in used:
+            raise ConfigError(
+                f"--batch-id {batch_id!r} names an earlier batch; each batch needs a new id "
+                "(leave --batch-id out for a time-based one)"
+            )
+        return batch_id
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    return stamp if stamp not in used else f"{stamp}-{seq}"
 
 
 def log_rows_for(

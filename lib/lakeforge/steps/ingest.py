@@ -147,9 +147,10 @@ def _run_jdbc(
         if pending == 0:
             log.info("ingest: nothing new in %s after %s", jdbc.label(src), low)
             return IngestResult(None, 0, 0, 0, 0, 0, delta.version(spark, tables.bronze))
+        seq = batches.next_seq(log_rows)
         window = batches.Window(
-            batches.next_seq(log_rows),
-            batch_id or now.strftime("%Y%m%dT%H%M%SZ"),
+            seq,
+            batches.new_batch_id(log_rows, batch_id, now, seq),
             low,
             jdbc.text_of(high) if mark is not None else None,
         )
