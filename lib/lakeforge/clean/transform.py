@@ -76,6 +76,15 @@ _ORDER = re.compile(
 )
 
 
+def ordering_expression(text: str) -> str:
+    """The expression of an ordering (`"_ingested_at DESC NULLS LAST"` →
+    `"_ingested_at"`)."""
+    match = _ORDER.match(text.strip())
+    if match is None:
+        raise ValueError(f"not an ordering expression: {text!r}")
+    return match.group("expr")
+
+
 def ordering(text: str) -> Column:
     """`"_ingested_at DESC NULLS LAST"` → a sort Column (F.expr would read DESC as an alias)."""
     match = _ORDER.match(text.strip())

@@ -68,6 +68,9 @@ class Settings(Model):
     # arbitrary files of the machine it runs on.
     allow_external_paths: bool = False
     log_level: Literal["ERROR", "WARNING", "INFO", "DEBUG"] = "INFO"
+    # functions beyond Spark's built-in ones that config SQL may call (a UDF
+    # the session registers, `catalog.schema.fn`); see lakeforge.sqlguard
+    sql_functions: list[str] = Field(default_factory=list)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
 

@@ -127,7 +127,7 @@ def _renamed(df: DataFrame, renamed: Mapping[str, str]) -> DataFrame:
     of a struct."""
     if not renamed:
         return df
-    return df.selectExpr(*[f"{_name(c)} AS {_name(renamed.get(c, c))}" for c in df.columns])
+    return _select(df, *[f"{_name(c)} AS {_name(renamed.get(c, c))}" for c in df.columns])
 
 
 def _read_text(
@@ -170,6 +170,12 @@ def _text(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _select(df: DataFrame, *expressions: str) -> DataFrame:
+    """`df` projected to SQL expressions we wrote (names and literals quoted
+    by `_name` / `_text`), each parsed as one expression by `F.expr`."""
+    return df.select(*[F.expr(e) for e in expressions])
+
+
 def _cast(column: Column) -> str:
     """The SQL casting `column`'s text to its type: null when it does not cast."""
     value = _name(column.name)
@@ -200,9 +206,9 @@ def type_rows(
     than `max_row_chars`. Returns the typed columns, any undeclared (schema
     drift: evolve) text columns, `_source_file`, `_raw` (original text for bad rows) and `_reason`.
 
-    The expressions are written as SQL text and handed to Spark in one call
-    per projection: built with the Column API they cost dozens of Py4J round
-    trips per column, seconds on a file of a few hundred columns.
+    The expressions are written as SQL text, one `F.expr` per output column:
+    built with the Column API they cost dozens of Py4J round trips per
+    column, seconds on a file of a few hundred columns.
     """
     declared = {c.name for c in columns}
     extras = [c for c in rows.columns if c not in declared and c not in (RAW, SOURCE_FILE)]
@@ -213,7 +219,8 @@ def type_rows(
     cleaned = rows
     if markers:
         listed = ", ".join(_text(m) for m in markers)
-        cleaned = rows.selectExpr(
+        cleaned = _select(
+            rows,
             *[
                 f"CASE WHEN trim({_name(c)}) IN ({listed}) THEN NULL ELSE {_name(c)} END"
                 f" AS {_name(c)}"
@@ -260,7 +267,8 @@ def type_rows(
     )
     # Keep the text of rows that split but did not cast, so quarantine has it.
     raw = f"coalesce({RAW}, to_json(struct({', '.join(_name(c) for c in texts)})))"
-    return cleaned.selectExpr(
+    return _select(
+        cleaned,
         *[f"{_cast(c)} AS {_name(c.name)}" for c in columns],
         *[_name(c) for c in extras],
         SOURCE_FILE,

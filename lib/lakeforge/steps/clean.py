@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeforge import sqlguard
 from lakeforge.clean.transform import deduplicate, normalise, with_row_ids
 from lakeforge.config import JobConfig
 from lakeforge.config.cleaning import Rule
@@ -84,6 +85,7 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
     InputNotFound (no bronze table, unknown batch), DataQualityFailure (a
     `fail` rule fired; silver untouched), ReconciliationError.
     """
+    sqlguard.check(spark, cfg)  # config SQL calls only what it may
     ds = cfg.dataset
     tables = tables_for(cfg.settings, ds.name)
     bronze_version = delta.version(spark, tables.bronze)

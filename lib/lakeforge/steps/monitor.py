@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeforge import sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, DriftDetected, InputNotFound
@@ -73,6 +74,7 @@ def run(
     PSI passes the threshold and `signal` is true (the pipeline passes False
     when it acts on the signal itself).
     """
+    sqlguard.check(spark, cfg)  # config SQL calls only what it may
     ds = cfg.dataset
     if ds.train is None:
         raise ConfigError(f"{ds.name}: monitor needs the `train` section (the model's inputs)")

@@ -18,6 +18,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge import sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.errors import ConfigError, InputNotFound, ReconciliationError
 from lakeforge.logs import timed
@@ -48,6 +49,7 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
     Raises ConfigError (no train section, a bad batch id or `where`),
     InputNotFound (no silver table, no champion), ReconciliationError.
     """
+    sqlguard.check(spark, cfg)  # config SQL calls only what it may
     ds = cfg.dataset
     if ds.train is None:
         raise ConfigError(f"{ds.name}: predict needs the `train` section (the model's name)")

@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge import secrets
+from lakeforge import secrets, sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
@@ -76,6 +76,7 @@ def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
     SchemaMismatch (a label that is not numeric or not 0..k-1 for
     classification).
     """
+    sqlguard.check(spark, cfg)  # config SQL calls only what it may
     ds = cfg.dataset
     if ds.train is None:
         raise ConfigError(f"{ds.name}: no `train` section in the dataset config")
