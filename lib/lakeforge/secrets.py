@@ -1,12 +1,16 @@
 """Keeping credentials out of what lakeforge writes: logs, error messages,
 MLflow params and artifacts.
 
-A value counts as a secret when it comes from an environment variable whose
-name says so (PASSWORD, SECRET, TOKEN, KEY, CREDENTIAL): the variables a JDBC
-source names, the ones a config file references with `${NAME}`, and any such
-variable present in the process environment (AWS_SECRET_ACCESS_KEY,
-DATABRICKS_TOKEN, MLFLOW_TRACKING_PASSWORD ...). `scrub` replaces every
-known secret value in a text with `***`; the log handler and the MLflow
+A value counts as a secret when a config file references it with `${NAME}`
+and no default (whatever the name and however short: the file names a
+variable to keep the value out of it; `${NAME:-default}` writes a value of
+that kind beside it, a location or a setting, unless NAME looks secret),
+when a JDBC source names its variable, or when a variable of the process
+environment is named like one (PASSWORD, SECRET, TOKEN, KEY, CREDENTIAL:
+AWS_SECRET_ACCESS_KEY, DATABRICKS_TOKEN ...; six characters or more).
+`scrub` replaces each known value in a text with `***` where it stands as a
+whole token (not inside a longer word or number, so a short value does not
+mangle ordinary text); the log handler, the error lines and the MLflow
 writers pass everything through it. Configs keep secrets out of files by
 `${NAME}` references; this module keeps them out of our outputs.
 """
@@ -18,9 +22,11 @@ import os
 import re
 
 _SECRET_NAME = re.compile(r"PASSW(OR)?D|SECRET|TOKEN|(^|_)KEY($|_)|CREDENTIAL|PRIVATE", re.I)
-# Shorter values would redact ordinary words and numbers everywhere.
-_MIN_LENGTH = 6
+_ENVIRONMENT_MIN_LENGTH = 6
 _known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+# a token ends where a word character does not follow (or precede) it
+_EDGE_BEFORE, _EDGE_AFTER = r"(?<![A-Za-z0-9_])", r"(?![A-Za-z0-9_])"
 
 
 def looks_secret(name: str) -> bool:
@@ -29,26 +35,37 @@ def looks_secret(name: str) -> bool:
 
 def register(value: str | None) -> None:
     """Treat `value` as a secret from now on (an env variable's value read as one)."""
-    if value and len(value) >= _MIN_LENGTH:
+    global _pattern
+    if value and value.strip() and value not in _known:
         _known.add(value)
+        # longest first, so a secret containing another is replaced whole
+        ordered = sorted(_known, key=len, reverse=True)
+        _pattern = re.compile("|".join(_token(v) for v in ordered))
+
+
+def _token(value: str) -> str:
+    """A pattern for `value` standing as a token: no word character right
+    before a value that starts with one, nor right after one that ends so."""
+    before = _EDGE_BEFORE if re.match(r"\w", value[0]) else ""
+    after = _EDGE_AFTER if re.match(r"\w", value[-1]) else ""
+    return before + re.escape(value) + after
 
 
 def register_environment() -> None:
-    """Every variable of the process environment whose name says it is a secret."""
+    """Every variable of the process environment whose name says it is a
+    secret, when its value is long enough to be one: a machine may set
+    `SOME_KEY=1`, and no config asked for it, so scrubbing every "1" from the
+    logs would help no one."""
     for name, value in os.environ.items():
-        if looks_secret(name):
+        if looks_secret(name) and len(value) >= _ENVIRONMENT_MIN_LENGTH:
             register(value)
 
 
 def scrub(text: str) -> str:
-    """`text` with every known secret value replaced by `***` (longest first, so a
-    secret containing another is replaced whole)."""
-    if not _known:
+    """`text` with every known secret value standing as a whole token replaced by `***`."""
+    if _pattern is None:
         return text
-    for value in sorted(_known, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, "***")
-    return text
+    return _pattern.sub("***", text)
 
 
 class ScrubFilter(logging.Filter):

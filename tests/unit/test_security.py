@@ -125,3 +125,46 @@ def test_a_statement_smuggled_into_an_expression_is_a_config_error(
     dataset = write_dataset(tmp_path / "conf", tmp_path / "in.csv", extra={field: text})
     with pytest.raises(ConfigError, match="not a single SQL expression"):
         load_job_config(dataset)
+
+
+def test_every_value_a_config_keeps_out_of_the_file_is_scrubbed_as_a_whole_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only names that look secret, not only long values: `${SHOP_DSN}`
+    set to a short `k9x` is scrubbed, where it stands as a token (not inside
+    `k9xylophone`); a value written with a default beside it is a setting."""
+    monkeypatch.setenv("SHOP_DSN", "k9x")
+    monkeypatch.setenv("SHOP_REGION", "eu-west-9")
+    dataset = write_dataset(tmp_path / "conf", tmp_path / "in.csv", name="trips")
+    data = yaml.safe_load(dataset.read_text())
+    data["description"] = "shop ${SHOP_DSN} in ${SHOP_REGION:-eu-west-1}"
+    dataset.write_text(yaml.safe_dump(data))
+    load_job_config(dataset)
+    assert secrets.scrub("dsn=k9x; k9xylophone (k9x)") == "dsn=***; k9xylophone (***)"
+    assert secrets.scrub("region eu-west-9") == "region eu-west-9"
+
+
+def test_candidate_params_reach_mlflow_scrubbed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A candidate's params come from the config and may hold a referenced
+    value; what MLflow stores (a real sqlite store) is scrubbed."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from lakeforge.tracking import runs
+
+    canary = "zq-canary-31"
+    secrets.register(canary)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns.db")
+    with mlflow.start_run() as run:
+        runs.log_params({"objective": f"reg:{canary}", "depth": 3})
+        runs.set_tags({"note": f"from {canary}"})
+        runs.log_json({"source": canary}, "config/x.json")
+    stored = MlflowClient().get_run(run.info.run_id).data
+    assert stored.params == {"objective": "reg:***", "depth": "3"}
+    assert stored.tags["note"] == "from ***"
+    text = (
+        Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id)) / "config/x.json"
+    ).read_text()
+    assert canary not in text and "***" in text

@@ -80,8 +80,10 @@ def resolve_env_refs(data: Any, source: str, path: str = "") -> Any:
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             value = os.environ.get(name)
-            if value is not None and secrets.looks_secret(name):
-                secrets.register(value)  # never echoed to logs or MLflow
+            if value is not None and (default is None or secrets.looks_secret(name)):
+                # kept out of the file (no default written beside it), or named
+                # like a credential: never echoed to logs, errors or MLflow
+                secrets.register(value)
             if value is None:
                 if default is None:
                     raise ConfigError(

@@ -32,6 +32,7 @@ from lakeforge.logs import timed
 from lakeforge.monitoring import drift
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
+from lakeforge.tracking import runs
 from lakeforge.tracking.models import ServingModel, serving_model
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ def _measure(
     mlflow.set_tracking_uri(cfg.settings.mlflow.tracking_uri)
     mlflow.set_experiment(ds.name)
     with mlflow.start_run(run_name=f"monitor-{batch}"):
-        mlflow.set_tags(
+        runs.set_tags(
             {
                 "lakeforge.step": "monitor",
                 "lakeforge.batch_id": batch,

@@ -205,7 +205,7 @@ def _train(
         if class_weights:
             params.update({f"class_weight_{c:g}": round(w, 6) for c, w in class_weights.items()})
         # config values may hold a ${SECRET} reference resolved at load time
-        mlflow.log_params({k: secrets.scrub(str(v)) for k, v in params.items()})
+        runs.log_params(params)
         config_text = json.dumps(json.loads(config_json), indent=2)
         mlflow.log_text(secrets.scrub(config_text), "config/dataset.json")
         with timed(log, "train: cross-validated search") as stats:
@@ -230,7 +230,7 @@ def _train(
             stats.update(best=result.best.spec.label, cv=round(result.best.mean, 4))
         runs.log_candidates(result.scores, spec.metric)
         best = result.best
-        mlflow.log_params({"best": best.spec.label, "best_estimator": best.spec.estimator})
+        runs.log_params({"best": best.spec.label, "best_estimator": best.spec.estimator})
         mlflow.log_metrics({f"cv_{spec.metric}_mean": best.mean, f"cv_{spec.metric}_std": best.std})
         with timed(log, f"train: refit {best.spec.label} on the train split"):
             wiring = Wiring(spec.task, spec.label, n_classes, spec.split.seed, weight_col, workers)
@@ -283,7 +283,7 @@ def _train(
             margin=spec.registry.margin,
             score_champion=lambda v: _score_version(model_name, v, full_test_rows, spec),
         )
-        mlflow.set_tags(
+        runs.set_tags(
             {"lakeforge.model_version": decision.version, "lakeforge.promoted": decision.promoted}
         )
         run_id = str(parent.info.run_id)

@@ -19,6 +19,7 @@ from mlflow.data.spark_dataset import from_spark
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
+from lakeforge import secrets
 from lakeforge.evaluation.threshold import ThresholdChoice
 from lakeforge.tuning.search import CandidateScore
 
@@ -79,20 +80,20 @@ def log_inputs(df: DataFrame, table: str, version: int, name: str, tags: Mapping
         warnings.simplefilter("ignore", UserWarning)  # pandas schema hints, see log_model
         dataset = from_spark(df, path=table, version=str(version), name=name)
         mlflow.log_input(dataset, context="training")
-    mlflow.set_tags({"lakeforge.silver_table": table, "lakeforge.silver_version": str(version)})
-    mlflow.set_tags(dict(tags))
-    mlflow.log_params({f"lib.{k}": v for k, v in library_versions().items()})
+    set_tags({"lakeforge.silver_table": table, "lakeforge.silver_version": str(version)})
+    set_tags(dict(tags))
+    log_params({f"lib.{k}": v for k, v in library_versions().items()})
 
 
 def log_candidates(scores: list[CandidateScore], metric: str) -> None:
     """One child run per candidate: its params, fold metrics, mean and std."""
     for score in scores:
         with mlflow.start_run(run_name=score.spec.label, nested=True):
-            mlflow.log_params({"estimator": score.spec.estimator, **_flat(score.spec.params)})
+            log_params({"estimator": score.spec.estimator, **_flat(score.spec.params)})
             if score.spec.base:  # stacking: its members
                 members = [m.model_dump() for m in score.spec.base]
                 meta = score.spec.meta.model_dump() if score.spec.meta else "default"
-                mlflow.log_params({"base": json.dumps(members), "meta": json.dumps(meta)})
+                log_params({"base": json.dumps(members), "meta": json.dumps(meta)})
             for fold, value in enumerate(score.fold_metrics):
                 mlflow.log_metric(f"cv_{metric}", value, step=fold)
             mlflow.log_metrics({f"cv_{metric}_mean": score.mean, f"cv_{metric}_std": score.std})
@@ -133,12 +134,23 @@ def log_model(model: PipelineModel, example: DataFrame, scored: DataFrame) -> st
 
 
 def log_json(data: object, artifact_file: str) -> None:
-    mlflow.log_text(json.dumps(data, indent=2, default=str), artifact_file)
+    mlflow.log_text(secrets.scrub(json.dumps(data, indent=2, default=str)), artifact_file)
+
+
+def log_params(params: Mapping[str, object]) -> None:
+    """Params of the active run, each value scrubbed of secrets: a candidate's
+    params and the config come from files that may reference them."""
+    mlflow.log_params({k: secrets.scrub(str(v)) for k, v in params.items()})
+
+
+def set_tags(tags: Mapping[str, object]) -> None:
+    """Tags of the active run, scrubbed as params are."""
+    mlflow.set_tags({k: secrets.scrub(str(v)) for k, v in tags.items()})
 
 
 def log_threshold(choice: ThresholdChoice, goal: str) -> None:
     """The tuned decision threshold and what it gives on the validation split."""
-    mlflow.log_params({"decision_threshold": choice.threshold, "threshold_goal": goal})
+    log_params({"decision_threshold": choice.threshold, "threshold_goal": goal})
     mlflow.log_metrics(
         {
             "threshold_validation_precision": choice.precision,
