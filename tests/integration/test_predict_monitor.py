@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.config import JobConfig
-from lakeforge.errors import DriftDetected
+from lakeforge.errors import DriftDetected, ReconciliationError
 from lakeforge.steps import monitor, predict, train
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
@@ -87,6 +87,14 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
     assert delta.version(spark, tables.predictions) == version
     assert delta.read(spark, tables.predictions).count() == 2000
 
+    # The same batch id with a predict.where that now selects other rows is
+    # not "already scored": its rows are replaced by the new selection.
+    narrower = predict.run(spark, _with_batch(base, "id >= 4500"), batch_id="same")
+    assert not narrower.skipped and narrower.rows == 1500
+    assert delta.read(spark, tables.predictions).where("_batch_id = 'same'").count() == 1500
+    first = predict.run(spark, same, batch_id="same")
+    assert not first.skipped and first.rows == 2000
+
     quiet = monitor.run(spark, same, "same")
     assert quiet.drifted == []
     assert all(d.psi < 0.1 for d in quiet.drifts)
@@ -116,3 +124,39 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
         "tags.`lakeforge.step` = 'monitor'",
     )
     assert len(runs) == 2
+
+
+def test_a_batch_the_model_scores_short_is_refused_before_gold_changes(
+    spark: SparkSession, tmp_path: Path, lakehouse: Path
+) -> None:
+    """A categorical stage with handle_invalid: skip drops rows of a value it
+    never saw: the batch fails naming the count, nothing is committed, and a
+    re-run is not taken for done."""
+    cfg = job_config(
+        write_scores_dataset(
+            tmp_path / "conf",
+            where="id < 4000",
+            features={
+                "numeric": {"columns": ["x1", "x2"]},
+                "categorical": {"columns": ["segment"], "handle_invalid": "skip"},
+            },
+            models=[{"estimator": "logistic_regression", "params": {"regParam": 0.01}}],
+        )
+    )
+    tables = tables_for(cfg.settings, "scores")
+    delta.append(scores_frame(spark, 3000), tables.silver)
+    assert train.run(spark, cfg) is not None
+    novel = scores_frame(spark, 10).select(
+        (F.col("id") + 5000).alias("id"),
+        "x1",
+        "x2",
+        "noise",
+        F.lit("never-seen").alias("segment"),
+        "y",
+    )
+    delta.append(novel, tables.silver)
+    batch = _with_batch(cfg, "id >= 2000")
+    for _ in range(2):
+        with pytest.raises(ReconciliationError, match=r"scored 1000 of 1010 silver rows"):
+            predict.run(spark, batch, batch_id="b")
+        assert delta.version(spark, tables.predictions) is None

@@ -2,9 +2,11 @@
 predictions table.
 
 A batch is written with `replaceWhere` on its batch id, so re-running it
-replaces its rows instead of adding them twice; when the batch was already
-scored by the same model version from the same silver version the job does
-nothing at all (no new table version).
+replaces its rows instead of adding them twice; when gold's batch already
+holds exactly the rows `predict.where` selects, scored by the same model
+version from the same silver version, the job does nothing at all (no new
+table version). The scored rows are counted before the commit: a batch the
+model scores short is refused, and gold keeps what it had.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge import sqlguard
@@ -62,23 +65,24 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
         raise ConfigError(f"--batch-id {batch!r}: use letters, digits and _ . : - only")
     name = ds.train.registry.model_name or ds.name
     model = serving_model(cfg.settings.mlflow.tracking_uri, name, ds.predict.model_version)
-    if _already_scored(spark, tables.predictions, batch, model.version, version):
-        log.info(
-            "predict: nothing new: batch %s already scored by %s v%s from silver v%d",
-            batch,
-            name,
-            model.version,
-            version,
-        )
-        return PredictResult(
-            batch, 0, name, model.version, version, delta.version(spark, tables.predictions), True
-        )
     rows = delta.read(spark, tables.silver, as_of=version)
     if ds.predict.where:
         try:
             rows = rows.where(ds.predict.where)
         except AnalysisException as exc:
             raise ConfigError(f"{ds.name}: predict.where: {exc}".splitlines()[0]) from None
+    if _already_scored(spark, tables.predictions, batch, model.version, version, rows, ds.identity):
+        log.info(
+            "predict: nothing new: batch %s already holds every row of silver v%d "
+            "(predict.where) scored by %s v%s",
+            batch,
+            version,
+            name,
+            model.version,
+        )
+        return PredictResult(
+            batch, 0, name, model.version, version, delta.version(spark, tables.predictions), True
+        )
     lineage = Lineage(
         model_name=name,
         model_version=model.version,
@@ -90,8 +94,22 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
     )
     with timed(log, f"predict: batch {batch} with {name} v{model.version}") as stats:
         expected = rows.count()
-        scored = score(model.load(), rows, ds.identity, lineage)
-        delta.replace_where(scored, tables.predictions, f"_batch_id = '{batch}'", [PARTITION])
+        # counted before the commit: a short batch never lands in gold
+        scored = score(model.load(), rows, ds.identity, lineage).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        try:
+            produced = scored.count()
+            if produced != expected:
+                raise ReconciliationError(
+                    f"predict: batch {batch}: the model scored {produced} of {expected} silver "
+                    f"rows; {expected - produced} were dropped at scoring (a categorical value "
+                    "it cannot encode under train.features.categorical.handle_invalid: skip; "
+                    "`keep` scores them); nothing was written"
+                )
+            delta.replace_where(scored, tables.predictions, f"_batch_id = '{batch}'", [PARTITION])
+        finally:
+            scored.unpersist()
         written = delta.read(spark, tables.predictions).where(F.col("_batch_id") == batch).count()
         stats.update(rows=written, silver_version=version)
     if written != expected:
@@ -104,13 +122,26 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
 
 
 def _already_scored(
-    spark: SparkSession, table: str, batch: str, model_version: str, source_version: int
+    spark: SparkSession,
+    table: str,
+    batch: str,
+    model_version: str,
+    source_version: int,
+    rows: DataFrame,
+    identity: list[str],
 ) -> bool:
+    """Gold's batch holds exactly `rows` (by identity), all scored by this
+    model version from this silver version: a re-run has nothing to do. A
+    batch short of rows, or one `predict.where` now selects differently, is
+    scored again."""
     if not delta.is_table(spark, table):
         return False
-    same = delta.read(spark, table).where(
-        (F.col("_batch_id") == batch)
-        & (F.col("_model_version") == model_version)
-        & (F.col("_source_version") == source_version)
-    )
-    return not same.isEmpty()
+    batch_rows = delta.read(spark, table).where(F.col("_batch_id") == batch)
+    same = (F.col("_model_version") == model_version) & (F.col("_source_version") == source_version)
+    if batch_rows.isEmpty() or not batch_rows.where(~same).isEmpty():
+        return False
+    held = batch_rows.select(*identity)
+    wanted = rows.select(*identity)
+    if held.count() != wanted.count():
+        return False
+    return held.exceptAll(wanted).isEmpty() and wanted.exceptAll(held).isEmpty()
