@@ -86,6 +86,38 @@ def test_a_row_lost_before_dedupe_fails_the_reconciliation(
         clean.run(spark, cfg)
 
 
+def test_a_crash_after_the_quarantine_then_a_new_batch_quarantines_each_row_once(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clean wrote d1's quarantine, then died before its MERGE; d2 arrives
+    before the re-run, which cleans both: d1's quarantine rows are there
+    once, not once per attempt, and the counts reconcile."""
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, *DAY1])
+    cfg = _setup(tmp_path)
+    tables = tables_for(cfg.settings, "trips")
+    ingest.run(spark, cfg, batch_id="d1")
+    with monkeypatch.context() as patch:
+
+        def crash(*args: object, **kwargs: object) -> None:
+            raise OSError("driver lost")
+
+        patch.setattr(clean.delta, "upsert", crash)
+        with pytest.raises(OSError):
+            clean.run(spark, cfg)
+    assert delta.count(spark, tables.silver_quarantine) == 3
+    write_lines(tmp_path / "in" / "day2.csv", [TRIPS_HEADER, "7,ZZ,1.0,2024-01-03"])
+    ingest.run(spark, cfg, batch_id="d2")
+    result = clean.run(spark, cfg)
+    assert (result.batches, result.quarantined) == (("d1", "d2"), 4)
+    quarantine = delta.read(spark, tables.silver_quarantine)
+    assert quarantine.where("_batch_id = 'd1'").count() == 3
+    assert quarantine.count() == 4
+    # cleaning d1 again on its own changes neither table's counts
+    again = clean.run(spark, cfg, batch_id="d1")
+    assert again.quarantined == 3 and delta.count(spark, tables.silver_quarantine) == 4
+    assert delta.read(spark, tables.clean_log).where("batch_id = 'd1'").count() == 1
+
+
 def test_null_keys_are_one_key_in_dedupe_and_merge(
     spark: SparkSession, lakehouse: Path, tmp_path: Path
 ) -> None:

@@ -181,7 +181,7 @@ def _write(
     duplicates: int,
     summary: row_rules.RuleSummary,
 ) -> CleanResult:
-    """Quarantine first (idempotent by bronze version), then MERGE, reconcile, log."""
+    """Quarantine first (replacing these batches' rows), then MERGE or append, reconcile, log."""
     spark, tables, ds = run_.spark, run_.tables, run_.cfg.dataset
     hidden = (*LINEAGE, row_rules.FAILED, row_rules.WARNED)
     quarantine = failed.select(
@@ -190,13 +190,12 @@ def _write(
         *LINEAGE,
         F.lit(run_.now).alias("_cleaned_at"),
     )
-    # One transaction id per set of batches: a racing clean of the same batches
-    # (or a re-run after a crash) adds its quarantine rows and log rows once.
-    app_id = f"{APP_ID}.{hashlib.sha256(run_.label.encode()).hexdigest()[:16]}"
+    # The quarantine and log rows of these batches replace whatever an earlier
+    # run left for them (a run that crashed after writing them, then met new
+    # batches; `clean --batch-id A` again): each batch's rows are there once.
+    these = _batch_predicate("_batch_id", run_.batches)
     with timed(log, "clean: write silver") as stats:
-        delta.append(
-            quarantine, tables.silver_quarantine, app_id=app_id, txn_version=run_.bronze_version
-        )
+        delta.replace_where(quarantine, tables.silver_quarantine, these)
         if not ds.keys:
             result, distinct = _append_batches(run_, deduped, summary)
             stats.update(appended=result.inserted)
@@ -232,15 +231,20 @@ def _write(
         _reconcile(spark, tables, result, growth, deduped, ds.keys, summary.rows)
     else:
         _reconcile_appended(spark, tables, result, distinct, summary.rows)
-    delta.append(
+    delta.replace_where(
         spark.createDataFrame(
             _log_rows(result, run_.bronze_version, run_.now), schema=CLEAN_LOG_SCHEMA
         ),
         tables.clean_log,
-        app_id=app_id,
-        txn_version=run_.bronze_version,
+        _batch_predicate("batch_id", run_.batches),
     )
     return replace(result, silver_version=delta.version(spark, tables.silver))
+
+
+def _batch_predicate(column: str, batches: tuple[str, ...]) -> str:
+    """`column IN ('a', 'b')`, each id a quoted SQL literal."""
+    quoted = ", ".join("'" + b.replace("\\", "\\\\").replace("'", "\\'") + "'" for b in batches)
+    return f"{column} IN ({quoted})"
 
 
 def _reconcile(
