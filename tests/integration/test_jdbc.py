@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 
 from lakeforge.cli import main
 from lakeforge.config import JobConfig
-from lakeforge.errors import UnreadableInput
+from lakeforge.errors import ReconciliationError, UnreadableInput
 from lakeforge.ingest import jdbc
 from lakeforge.steps import clean, ingest
 from lakeforge.storage import delta
@@ -180,6 +180,33 @@ def test_dropped_connection_leaves_bronze_unchanged_and_the_rerun_completes(
     assert again.bronze_rows == 100
     bronze = delta.read(spark, tables.bronze)
     assert bronze.count() == bronze.select("id").distinct().count() == 600
+
+
+def test_predicates_that_miss_rows_fail_the_batch_naming_the_gap(
+    spark: SparkSession, pg: postgres.Postgres, tmp_path: Path, lakehouse: Path, credentials: None
+) -> None:
+    """The README's own example, `region = 'EU'` and `region <> 'EU'`, never
+    reads a row whose region is NULL: the batch fails before bronze, and the
+    predicates that cover it read every row."""
+    _orders(pg, "regional", 1, 300, "2026-01-01")
+    pg.sql("ALTER TABLE regional ADD COLUMN region text")
+    pg.sql(
+        "UPDATE regional SET region = CASE WHEN id % 3 = 0 THEN 'EU' WHEN id % 3 = 1 THEN 'US' END"
+    )
+    halves = ["region = 'EU'", "region <> 'EU'"]
+    cfg = _dataset(tmp_path, pg, "regional", table="regional", predicates=halves)
+    tables = tables_for(cfg.settings, "regional")
+    with pytest.raises(
+        ReconciliationError, match=r"read 200 of the 300 rows .* 100 row\(s\) match none"
+    ):
+        ingest.run(spark, cfg)
+    assert delta.version(spark, tables.bronze) is None
+    statuses = {r["status"] for r in delta.read(spark, tables.jdbc_log).collect()}
+    assert statuses == {"planned", "failed"}
+    covered = _dataset(
+        tmp_path, pg, "regional", table="regional", predicates=[*halves, "region IS NULL"]
+    )
+    assert ingest.run(spark, covered).bronze_rows == 300
 
 
 def test_wrong_password_is_named_without_printing_it(

@@ -166,9 +166,29 @@ def _run_jdbc(
             # (or a type mismatch) fails the batch as much as one mid-read.
             raw = reader.read(where)
             parse.check_types(jdbc.label(src), raw.schema, cfg.dataset.source.columns)
+            # predicates may leave rows out (a NULL region matches neither
+            # `region = 'EU'` nor `region <> 'EU'`) or read one twice: the
+            # window's rows are counted by the database itself to compare
+            in_window = reader.plan(where)[1] if src.predicates else None
         except LakeforgeError:
             failed()
             raise
+
+        def check_read(read: int) -> None:
+            if in_window is None or read == in_window:
+                return
+            failed()
+            gap = (
+                f"{in_window - read} row(s) match none of them"
+                if read < in_window
+                else f"{read - in_window} row(s) match more than one"
+            )
+            raise ReconciliationError(
+                f"ingest: {jdbc.label(src)}: source.jdbc.predicates read {read} of the "
+                f"{in_window} rows of the window: {gap}; make them cover every row once "
+                "(e.g. add `region IS NULL`); nothing was written"
+            )
+
         typed = raw.select(
             *[F.col(c) for c in columns],
             F.lit(jdbc.label(src)).alias(parse.SOURCE_FILE),
@@ -184,6 +204,7 @@ def _run_jdbc(
             [jdbc.label(src)],
             failed,
             reader.error,
+            check_read,
         )
         stats.update(
             window=f"({window.low}, {window.high}]",
@@ -312,6 +333,7 @@ def _write_rows(
     sources: list[str],
     failed: Callable[[], None],
     input_error: Callable[[BaseException], LakeforgeError | None],
+    check_read: Callable[[int], None] | None = None,
 ) -> _Counts:
     """Append the good rows of `parsed` to bronze and the bad ones to the
     quarantine, both with the batch's Delta transaction version (`seq`), then
@@ -331,6 +353,8 @@ def _write_rows(
     )
     try:
         per_file = _count_per_file(rows)
+        if check_read is not None:  # before anything commits
+            check_read(sum(good + bad for good, bad in per_file.values()))
         good = rows.where(F.col(parse.REASON).isNull())
         bad = rows.where(F.col(parse.REASON).isNotNull())
         lineage = [BATCH_ID, parse.SOURCE_FILE, INGESTED_AT]
