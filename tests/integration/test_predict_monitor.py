@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.config import JobConfig
-from lakeforge.errors import DriftDetected, ReconciliationError
+from lakeforge.errors import ConfigError, DriftDetected, ReconciliationError
 from lakeforge.steps import monitor, predict, train
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
@@ -94,6 +94,11 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
     assert delta.read(spark, tables.predictions).where("_batch_id = 'same'").count() == 1500
     first = predict.run(spark, same, batch_id="same")
     assert not first.skipped and first.rows == 2000
+    # the same rows, model and silver version under another batch id: refused,
+    # so a reader of gold never counts a row twice
+    with pytest.raises(ConfigError, match=r"as batch same \(2000 rows\); run predict with"):
+        predict.run(spark, same, batch_id="again")
+    assert delta.read(spark, tables.predictions).count() == 2000
 
     quiet = monitor.run(spark, same, "same")
     assert quiet.drifted == []

@@ -103,7 +103,8 @@ def _steps(
             "champion" if trained.decision.promoted else "challenger",
             trained.run_id,
         )
-    predicted = report.predicted = predict.run(spark, cfg)
+    # one --batch-id for the whole run: the gold batch is named like the ingest one
+    predicted = report.predicted = predict.run(spark, cfg, batch_id=batch_id)
     log.info(
         "pipeline: predictions %s (batch %s, %d rows, model v%s)",
         tables.predictions,
@@ -115,10 +116,16 @@ def _steps(
     assert report.monitored is not None
     report.monitored.append(measured)
     if measured.drifted:
-        _retrain(spark, cfg, measured.drifted, report)
+        _retrain(spark, cfg, measured.drifted, report, predicted.batch_id)
 
 
-def _retrain(spark: SparkSession, cfg: JobConfig, drifted: list[str], report: PipelineRun) -> None:
+def _retrain(
+    spark: SparkSession,
+    cfg: JobConfig,
+    drifted: list[str],
+    report: PipelineRun,
+    batch_id: str | None = None,
+) -> None:
     ds = cfg.dataset
     assert ds.train is not None
     learn_from = " OR ".join(f"({w})" for w in (ds.train.where, ds.predict.where) if w) or None
@@ -133,7 +140,7 @@ def _retrain(spark: SparkSession, cfg: JobConfig, drifted: list[str], report: Pi
         assert report.trained is not None
         report.trained.append(retrained)
         if retrained.decision.promoted:
-            report.predicted = rescored = predict.run(spark, cfg)
+            report.predicted = rescored = predict.run(spark, cfg, batch_id=batch_id)
             assert report.monitored is not None
             report.monitored.append(monitor.run(spark, cfg, rescored.batch_id, signal=False))
 

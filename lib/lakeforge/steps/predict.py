@@ -83,6 +83,9 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
         return PredictResult(
             batch, 0, name, model.version, version, delta.version(spark, tables.predictions), True
         )
+    _refuse_rows_scored_elsewhere(
+        spark, tables.predictions, batch, model.version, version, rows, ds.identity
+    )
     lineage = Lineage(
         model_name=name,
         model_version=model.version,
@@ -119,6 +122,42 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
     return PredictResult(
         batch, written, name, model.version, version, delta.version(spark, tables.predictions)
     )
+
+
+def _refuse_rows_scored_elsewhere(
+    spark: SparkSession,
+    table: str,
+    batch: str,
+    model_version: str,
+    source_version: int,
+    rows: DataFrame,
+    identity: list[str],
+) -> None:
+    """Gold never holds a row twice for one model and silver version: rows
+    already scored by this model version from this silver version under
+    another batch id are refused, naming that batch (re-running it replaces
+    its rows)."""
+    if not delta.is_table(spark, table):
+        return
+    elsewhere = (
+        delta.read(spark, table)
+        .where(
+            (F.col("_batch_id") != batch)
+            & (F.col("_model_version") == model_version)
+            & (F.col("_source_version") == source_version)
+        )
+        .select(*identity, "_batch_id")
+    )
+    overlap = elsewhere.join(rows.select(*identity), list(identity), "left_semi")
+    found = overlap.groupBy("_batch_id").count().orderBy("_batch_id").limit(3).collect()
+    if found:
+        where = ", ".join(f"{r['_batch_id']} ({r['count']} rows)" for r in found)
+        raise ConfigError(
+            f"predict: batch {batch}: these rows are already in gold, scored by model "
+            f"v{model_version} from silver v{source_version}, as batch {where}; run predict "
+            f"with --batch-id {found[0]['_batch_id']} to score them again, or select other "
+            "rows with predict.where"
+        )
 
 
 def _already_scored(
