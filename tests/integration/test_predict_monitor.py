@@ -101,6 +101,16 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
     assert delta.read(spark, tables.predictions).count() == 2000
 
     quiet = monitor.run(spark, same, "same")
+    assert not quiet.skipped
+    assert monitor.run(spark, same, "same").skipped  # same batch, model and settings
+    # other monitor settings shape other figures: measured again, not served stale
+    finer = same.dataset.model_copy(
+        update={"monitor": same.dataset.monitor.model_copy(update={"bins": 20})}
+    )
+    remeasured = monitor.run(spark, JobConfig(same.settings, finer, same.env, same.files), "same")
+    assert not remeasured.skipped
+    quiet = monitor.run(spark, same, "same")
+    assert not quiet.skipped
     assert quiet.drifted == []
     assert all(d.psi < 0.1 for d in quiet.drifts)
     assert quiet.performance["roc_auc"] > 0.75  # labels are known: performance is measured
@@ -128,7 +138,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
         [MlflowClient().get_experiment_by_name("scores").experiment_id],
         "tags.`lakeforge.step` = 'monitor'",
     )
-    assert len(runs) == 2
+    assert len(runs) == 4  # same, same with 20 bins, same again, shifted
 
 
 def test_a_batch_the_model_scores_short_is_refused_before_gold_changes(

@@ -12,6 +12,8 @@ signal: a log line and exit code 5.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +40,7 @@ from lakeforge.tracking.models import ServingModel, serving_model
 log = logging.getLogger(__name__)
 
 PREDICTION = "prediction"
+SETTINGS = "settings"  # the row recording which settings a measurement used
 SCHEMA = T.StructType(
     [
         T.StructField("batch_id", T.StringType(), False),
@@ -89,11 +92,12 @@ def run(
     if first is None:
         raise InputNotFound(f"batch {batch!r} is not in {tables.predictions}")
     name, version, source_version = first[0], first[1], int(first[2])
-    result = _already_measured(spark, tables.monitoring, batch, version)
+    settings = _settings_sha256(cfg)
+    result = _already_measured(spark, tables.monitoring, batch, version, settings)
     if result is None:
         model = serving_model(cfg.settings.mlflow.tracking_uri, name, int(version))
         with timed(log, f"monitor: batch {batch} vs training snapshot of {name} v{version}") as s:
-            result = _measure(spark, cfg, model, batch, scored, source_version)
+            result = _measure(spark, cfg, model, batch, scored, source_version, settings)
             s.update(subjects=len(result.drifts), drifted=len(result.drifted))
     else:
         log.info("monitor: batch %s with %s v%s already measured", batch, name, version)
@@ -116,6 +120,7 @@ def _measure(
     batch: str,
     scored: DataFrame,
     source_version: int,
+    settings: str,
 ) -> MonitorResult:
     ds = cfg.dataset
     spec = ds.train
@@ -163,6 +168,9 @@ def _measure(
     for metric_name, value in performance.items():
         base = (batch, model.name, model.version, model.silver_version, source_version)
         rows.append((*base, "performance", "metric", metric_name, value, None, False, now))
+    # what shaped these figures: a re-run with other settings measures again
+    base = (batch, model.name, model.version, model.silver_version, source_version)
+    rows.append((*base, SETTINGS, SETTINGS, settings, None, None, False, now))
     predicate = f"batch_id = '{batch}' AND model_version = '{model.version}'"
     delta.replace_where(spark.createDataFrame(rows, SCHEMA), tables.monitoring, predicate)
     mlflow.set_tracking_uri(cfg.settings.mlflow.tracking_uri)
@@ -253,10 +261,23 @@ def _latest_batch(gold: DataFrame) -> str:
     return str(row[0])
 
 
+def _settings_sha256(cfg: JobConfig) -> str:
+    """Hash of the settings that shape monitor's figures: its own section,
+    the rows predict scored (`predict.where`) and the model inputs."""
+    ds = cfg.dataset
+    shaping = {
+        "monitor": ds.monitor.model_dump(),
+        "predict_where": ds.predict.where,
+        "features": ds.train.features.model_dump() if ds.train else None,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _already_measured(
-    spark: SparkSession, table: str, batch: str, version: str
+    spark: SparkSession, table: str, batch: str, version: str, settings: str
 ) -> MonitorResult | None:
-    """The stored result when this batch and model version were measured before."""
+    """The stored result when this batch and model version were measured
+    before with the same settings (None: measure, replacing any older one)."""
     if not delta.is_table(spark, table):
         return None
     rows = (
@@ -264,13 +285,15 @@ def _already_measured(
         .where((F.col("batch_id") == batch) & (F.col("model_version") == version))
         .collect()
     )
-    if not rows:
+    if not any(r["kind"] == SETTINGS and r["measure"] == settings for r in rows):
         return None
     by_subject: dict[str, dict[str, float]] = {}
     kinds: dict[str, str] = {}
     performance: dict[str, float] = {}
     drifted = []
     for r in rows:
+        if r["kind"] == SETTINGS:
+            continue
         if r["kind"] == "metric":
             performance[r["measure"]] = float(r["value"])
             continue
