@@ -23,6 +23,9 @@ import re
 
 _SECRET_NAME = re.compile(r"PASSW(OR)?D|SECRET|TOKEN|(^|_)KEY($|_)|CREDENTIAL|PRIVATE", re.I)
 _ENVIRONMENT_MIN_LENGTH = 6
+# a number is a setting (a port, a cutoff year, a count), never hidden: it
+# would blank every version number and count in the logs and lineage
+_NUMBER = re.compile(r"^\s*[-+]?\d+(\.\d+)?\s*$")
 _known: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 # a token ends where a word character does not follow (or precede) it
@@ -36,11 +39,12 @@ def looks_secret(name: str) -> bool:
 def register(value: str | None) -> None:
     """Treat `value` as a secret from now on (an env variable's value read as one)."""
     global _pattern
-    if value and value.strip() and value not in _known:
-        _known.add(value)
-        # longest first, so a secret containing another is replaced whole
-        ordered = sorted(_known, key=len, reverse=True)
-        _pattern = re.compile("|".join(_token(v) for v in ordered))
+    if not value or not value.strip() or value in _known or _NUMBER.match(value):
+        return
+    _known.add(value)
+    # longest first, so a secret containing another is replaced whole
+    ordered = sorted(_known, key=len, reverse=True)
+    _pattern = re.compile("|".join(_token(v) for v in ordered))
 
 
 def _token(value: str) -> str:
@@ -59,6 +63,19 @@ def register_environment() -> None:
     for name, value in os.environ.items():
         if looks_secret(name) and len(value) >= _ENVIRONMENT_MIN_LENGTH:
             register(value)
+
+
+def scrub_tree(data: object) -> object:
+    """`data` (JSON-like) with every string scrubbed, before it is
+    serialised: JSON escaping would otherwise hide a secret holding a quote,
+    a backslash or a non-ASCII character from `scrub`."""
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, dict):
+        return {scrub(str(k)): scrub_tree(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [scrub_tree(v) for v in data]
+    return data
 
 
 def scrub(text: str) -> str:

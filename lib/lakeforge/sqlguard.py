@@ -49,7 +49,7 @@ def expressions(cfg: JobConfig) -> Iterator[tuple[str, str]]:
 def check(spark: SparkSession, cfg: JobConfig) -> None:
     """Raise ConfigError naming the key and the function (or subquery) of the
     first expression that calls something not allowed."""
-    key = (id(spark), cfg.dataset.model_dump_json())
+    key = (id(spark), cfg.dataset.model_dump_json() + repr(sorted(cfg.settings.sql_functions)))
     if key in _checked:
         return
     jvm = spark._jvm
@@ -64,6 +64,11 @@ def check(spark: SparkSession, cfg: JobConfig) -> None:
         except PySparkException as exc:
             raise ConfigError(f"{cfg.dataset.name}: {where}: {exc}".splitlines()[0]) from None
         for kind, name in _calls(tree):
+            if kind == "identifier":
+                raise ConfigError(
+                    f"{cfg.dataset.name}: {where}: {text!r} names a function or column with "
+                    "IDENTIFIER(...), which is resolved only at run time: write the name itself"
+                )
             if kind == "subquery":
                 raise ConfigError(
                     f"{cfg.dataset.name}: {where}: {text!r} holds a subquery; an expression "
@@ -102,6 +107,8 @@ def _calls(node: Any) -> Iterator[tuple[str, str]]:
         yield "function", ".".join(str(parts.apply(i)) for i in range(parts.size()))
     elif "Subquery" in kind or kind in ("Exists", "ListQuery"):
         yield "subquery", ""
+    elif "UnresolvedIdentifier" in kind:  # IDENTIFIER('java_method')(...)
+        yield "identifier", ""
     children = node.children()
     for i in range(children.size()):
         yield from _calls(children.apply(i))

@@ -81,6 +81,9 @@ def test_a_batch_id_used_before_is_refused_and_a_default_one_never_repeats() -> 
     log = _log(first, PLANNED) + _log(first, DONE)
     with pytest.raises(ConfigError, match="'b1' names an earlier batch"):
         plan_batch(log, [_file("a"), _file("b")], "b1", NOW)
+    # ids go into the predicates that select a batch's rows: plain characters only
+    with pytest.raises(ConfigError, match="use letters, digits"):
+        plan_batch(log, [_file("b")], "2024/01/01 'x'", NOW)
     same_second = plan_batch([], [_file("a")], None, NOW)
     log = _log(same_second, PLANNED) + _log(same_second, DONE)
     again = plan_batch(log, [_file("a"), _file("b")], None, NOW)

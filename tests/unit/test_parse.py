@@ -32,3 +32,16 @@ def test_odd_names_and_markers_are_quoted_not_interpreted(spark: SparkSession) -
     assert (second["q"], second["s"]) == (3.5, 7)
     assert second[parse.REASON] == "b: x'y is not a int; d: 2020-13-40 is not a date"
     assert second[parse.RAW] is not None and "x'y" in second[parse.RAW]
+
+
+def test_a_name_spark_would_substitute_a_variable_into_is_refused(spark: SparkSession) -> None:
+    """Spark replaces `${env:X}` in SQL text before parsing it, quoted or not."""
+    import pytest
+
+    from lakeforge.errors import SchemaMismatch
+
+    rows = spark.createDataFrame(
+        [("1", None, "f.csv")], "`${env:HOME}` string, _raw string, _source_file string"
+    )
+    with pytest.raises(SchemaMismatch, match=r"holding '\$\{' cannot be read safely"):
+        parse._renamed(rows, {"${env:HOME}": "h"})

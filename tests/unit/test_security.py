@@ -168,3 +168,28 @@ def test_candidate_params_reach_mlflow_scrubbed(
         Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id)) / "config/x.json"
     ).read_text()
     assert canary not in text and "***" in text
+
+
+def test_numbers_are_settings_and_read_back_lineage_is_never_half_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${CUTOFF}` = 2008 is a setting, not scrubbed (it would blank versions
+    and counts everywhere); a referenced value inside what predict and
+    monitor read back from MLflow (`where`) is refused, not logged broken;
+    a secret holding a quote is scrubbed before JSON escapes it."""
+    import mlflow
+
+    from lakeforge.tracking import runs
+
+    secrets.register("2008")
+    assert secrets.scrub("year <= 2008, silver v2008") == "year <= 2008, silver v2008"
+    quoted = 'pa"ss\\w0rd'
+    secrets.register(quoted)
+    secrets.register("eu-zone-7")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns.db")
+    with mlflow.start_run() as run:
+        with pytest.raises(ConfigError, match=r"MLflow where = .*cannot be hidden"):
+            runs.log_params({"where": "region = 'eu-zone-7'"})
+        runs.log_json({"password": quoted}, "config/x.json")
+    stored = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id)) / "config/x.json"
+    assert "w0rd" not in stored.read_text() and "***" in stored.read_text()

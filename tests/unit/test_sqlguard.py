@@ -72,3 +72,7 @@ def test_built_in_functions_pass_and_others_only_when_listed(
     qualified = {"clean": {"derive": {"d": f"system.builtin.reflect({RUNTIME})"}}}
     with pytest.raises(ConfigError, match="calls arbitrary JVM"):
         check(spark, _cfg(tmp_path / "d", qualified, functions=["my_udf"]))
+    # a name given as a string is resolved only at run time: refused
+    hidden = {"clean": {"derive": {"d": f"IDENTIFIER('java_method')({RUNTIME})"}}}
+    with pytest.raises(ConfigError, match=r"IDENTIFIER\(\.\.\.\), which is resolved only"):
+        check(spark, _cfg(tmp_path / "e", hidden))

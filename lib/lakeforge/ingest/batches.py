@@ -10,6 +10,7 @@ version, whatever the crashed run had committed is not written twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,9 @@ from lakeforge.errors import ConfigError, InputNotFound
 from lakeforge.ingest.files import InputFile
 
 PLANNED, DONE, FAILED = "planned", "done", "failed"
+# a batch id goes into the predicates clean and predict select rows by, and
+# into the gold batch a pipeline writes: the characters predict accepts
+BATCH_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 LOG_SCHEMA = T.StructType(
     [
@@ -104,6 +108,8 @@ def new_batch_id(
     rows = list(log_rows)
     failed = {r["batch_seq"] for r in rows if r["status"] == FAILED}
     used = {str(r["batch_id"]) for r in rows if r["batch_seq"] not in failed}
+    if batch_id is not None and not BATCH_ID.match(batch_id):
+        raise ConfigError(f"--batch-id {batch_id!r}: use letters, digits and _ . : - only")
     if batch_id is not None:
         if batch_id in used:
             raise ConfigError(

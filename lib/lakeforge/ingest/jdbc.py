@@ -134,6 +134,17 @@ class Reader:
         )
         return high, int(rows)
 
+    def uncovered(self, where: str) -> int:
+        """Rows of the window that match none, or more than one, of the
+        configured predicates: one query, so no row arriving in between can
+        make a gap look covered."""
+        hits = " + ".join(f"(CASE WHEN {p} THEN 1 ELSE 0 END)" for p in self.src.predicates)
+        (rows,) = self._collect(
+            f"(SELECT count(*) AS n FROM {_base(self.src)} WHERE ({where}) AND ({hits}) <> 1) "
+            "AS lakeforge_cover"
+        )
+        return int(rows)
+
     def read(self, where: str) -> DataFrame:
         """The rows of the window, split across tasks as the config says (lazy)."""
         dbtable = f"(SELECT * FROM {_base(self.src)} WHERE {where}) AS lakeforge_src"

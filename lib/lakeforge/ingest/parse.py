@@ -160,14 +160,26 @@ def _read_text(
     return df.withColumn(SOURCE_FILE, _source_file_column(files))
 
 
+def _safe(value: str) -> str:
+    """Spark substitutes `${...}` in SQL text before parsing it (`${env:X}`
+    reads an environment variable), whatever the quoting: a header, null
+    marker or format holding one is refused, not read."""
+    if "${" in value:
+        raise SchemaMismatch(
+            f"{value!r}: a name, null marker or format holding '${{' cannot be read safely "
+            "(Spark would substitute a variable there); rename it in the file or the config"
+        )
+    return value
+
+
 def _name(column: str) -> str:
     """A column name quoted for Spark SQL (a header may hold dots, spaces, `)."""
-    return "`" + column.replace("`", "``") + "`"
+    return "`" + _safe(column).replace("`", "``") + "`"
 
 
 def _text(value: str) -> str:
     """A Spark SQL string literal (backslash escapes are Spark's default)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + _safe(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _select(df: DataFrame, *expressions: str) -> DataFrame:

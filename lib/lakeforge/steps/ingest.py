@@ -168,25 +168,20 @@ def _run_jdbc(
             parse.check_types(jdbc.label(src), raw.schema, cfg.dataset.source.columns)
             # predicates may leave rows out (a NULL region matches neither
             # `region = 'EU'` nor `region <> 'EU'`) or read one twice: the
-            # window's rows are counted by the database itself to compare
-            in_window = reader.plan(where)[1] if src.predicates else None
+            # database counts the window's rows they do not cover exactly once
+            uncovered = reader.uncovered(where) if src.predicates else 0
         except LakeforgeError:
             failed()
             raise
 
         def check_read(read: int) -> None:
-            if in_window is None or read == in_window:
+            if not uncovered:
                 return
             failed()
-            gap = (
-                f"{in_window - read} row(s) match none of them"
-                if read < in_window
-                else f"{read - in_window} row(s) match more than one"
-            )
             raise ReconciliationError(
-                f"ingest: {jdbc.label(src)}: source.jdbc.predicates read {read} of the "
-                f"{in_window} rows of the window: {gap}; make them cover every row once "
-                "(e.g. add `region IS NULL`); nothing was written"
+                f"ingest: {jdbc.label(src)}: {uncovered} row(s) of the window match none, or "
+                f"more than one, of source.jdbc.predicates ({read} rows read); make them cover "
+                "every row exactly once (e.g. add `region IS NULL`); nothing was written"
             )
 
         typed = raw.select(

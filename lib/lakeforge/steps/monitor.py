@@ -93,7 +93,7 @@ def run(
         raise InputNotFound(f"batch {batch!r} is not in {tables.predictions}")
     name, version, source_version = first[0], first[1], int(first[2])
     settings = _settings_sha256(cfg)
-    result = _already_measured(spark, tables.monitoring, batch, version, settings)
+    result = _already_measured(spark, tables.monitoring, batch, version, settings, source_version)
     if result is None:
         model = serving_model(cfg.settings.mlflow.tracking_uri, name, int(version))
         with timed(log, f"monitor: batch {batch} vs training snapshot of {name} v{version}") as s:
@@ -274,10 +274,11 @@ def _settings_sha256(cfg: JobConfig) -> str:
 
 
 def _already_measured(
-    spark: SparkSession, table: str, batch: str, version: str, settings: str
+    spark: SparkSession, table: str, batch: str, version: str, settings: str, source_version: int
 ) -> MonitorResult | None:
-    """The stored result when this batch and model version were measured
-    before with the same settings (None: measure, replacing any older one)."""
+    """The stored result when this batch, as scored from this silver version,
+    and model version were measured before with the same settings (None:
+    measure, replacing any older one)."""
     if not delta.is_table(spark, table):
         return None
     rows = (
@@ -285,7 +286,10 @@ def _already_measured(
         .where((F.col("batch_id") == batch) & (F.col("model_version") == version))
         .collect()
     )
-    if not any(r["kind"] == SETTINGS and r["measure"] == settings for r in rows):
+    if not any(
+        r["kind"] == SETTINGS and r["measure"] == settings and r["source_version"] == source_version
+        for r in rows
+    ):
         return None
     by_subject: dict[str, dict[str, float]] = {}
     kinds: dict[str, str] = {}

@@ -12,9 +12,11 @@ model scores short is refused, and gold keeps what it had.
 from __future__ import annotations
 
 import logging
+import operator
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import reduce
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
@@ -83,9 +85,21 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
         return PredictResult(
             batch, 0, name, model.version, version, delta.version(spark, tables.predictions), True
         )
-    _refuse_rows_scored_elsewhere(
+    holder = _scored_elsewhere(
         spark, tables.predictions, batch, model.version, version, rows, ds.identity
     )
+    if holder is not None:  # a quiet day: every row is in gold already, as `holder`
+        log.info(
+            "predict: nothing new: every row of silver v%d (predict.where) is in gold as "
+            "batch %s, scored by %s v%s",
+            version,
+            holder,
+            name,
+            model.version,
+        )
+        return PredictResult(
+            holder, 0, name, model.version, version, delta.version(spark, tables.predictions), True
+        )
     lineage = Lineage(
         model_name=name,
         model_version=model.version,
@@ -124,7 +138,7 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
     )
 
 
-def _refuse_rows_scored_elsewhere(
+def _scored_elsewhere(
     spark: SparkSession,
     table: str,
     batch: str,
@@ -132,13 +146,15 @@ def _refuse_rows_scored_elsewhere(
     source_version: int,
     rows: DataFrame,
     identity: list[str],
-) -> None:
-    """Gold never holds a row twice for one model and silver version: rows
-    already scored by this model version from this silver version under
-    another batch id are refused, naming that batch (re-running it replaces
-    its rows)."""
+) -> str | None:
+    """Gold never holds a row twice for one model and silver version. When
+    another batch holds every one of `rows`, scored by this model version
+    from this silver version, that batch's id (nothing to do: a scheduled
+    run on a day with nothing new). When other batches hold some of them,
+    ConfigError naming those batches (re-running one replaces its rows).
+    Identities match null-safe, as clean's keys do."""
     if not delta.is_table(spark, table):
-        return
+        return None
     elsewhere = (
         delta.read(spark, table)
         .where(
@@ -146,18 +162,23 @@ def _refuse_rows_scored_elsewhere(
             & (F.col("_model_version") == model_version)
             & (F.col("_source_version") == source_version)
         )
-        .select(*identity, "_batch_id")
+        .select(*[F.col(k).alias(f"__held_{k}") for k in identity], "_batch_id")
     )
-    overlap = elsewhere.join(rows.select(*identity), list(identity), "left_semi")
-    found = overlap.groupBy("_batch_id").count().orderBy("_batch_id").limit(3).collect()
-    if found:
-        where = ", ".join(f"{r['_batch_id']} ({r['count']} rows)" for r in found)
-        raise ConfigError(
-            f"predict: batch {batch}: these rows are already in gold, scored by model "
-            f"v{model_version} from silver v{source_version}, as batch {where}; run predict "
-            f"with --batch-id {found[0]['_batch_id']} to score them again, or select other "
-            "rows with predict.where"
-        )
+    wanted = rows.select(*identity)
+    same = [wanted[k].eqNullSafe(elsewhere[f"__held_{k}"]) for k in identity]
+    overlap = elsewhere.join(wanted, reduce(operator.and_, same), "left_semi")
+    found = overlap.groupBy("_batch_id").count().orderBy(F.desc("count"), "_batch_id").collect()
+    if not found:
+        return None
+    if len(found) == 1 and int(found[0]["count"]) == wanted.count():
+        return str(found[0]["_batch_id"])
+    where = ", ".join(f"{r['_batch_id']} ({r['count']} rows)" for r in found[:3])
+    raise ConfigError(
+        f"predict: batch {batch}: some of these rows are already in gold, scored by model "
+        f"v{model_version} from silver v{source_version}, as batch {where}; run predict "
+        f"with --batch-id {found[0]['_batch_id']} to score them again, or select other "
+        "rows with predict.where"
+    )
 
 
 def _already_scored(

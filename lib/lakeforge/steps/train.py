@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge import secrets, sqlguard
+from lakeforge import sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
@@ -206,8 +206,7 @@ def _train(
             params.update({f"class_weight_{c:g}": round(w, 6) for c, w in class_weights.items()})
         # config values may hold a ${SECRET} reference resolved at load time
         runs.log_params(params)
-        config_text = json.dumps(json.loads(config_json), indent=2)
-        mlflow.log_text(secrets.scrub(config_text), "config/dataset.json")
+        runs.log_json(json.loads(config_json), "config/dataset.json")
         with timed(log, "train: cross-validated search") as stats:
             result = cross_validate(
                 train,

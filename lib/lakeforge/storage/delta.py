@@ -141,10 +141,11 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
         inserted, updated = int(values["num_inserted_rows"]), int(values["num_updated_rows"])
         source = None
         if inserted or updated:
-            committed = _merge_commit(spark, path, before)
-            source = int(committed["numSourceRows"])
-            if int(committed["numTargetRowsInserted"]) != inserted:
-                raise RuntimeError(f"MERGE into {path}: its commit and its result disagree")
+            committed = _merge_commit(spark, path, before, inserted, updated)
+            if committed is None:
+                log.warning("MERGE into %s: its commit cannot be told from another's", path)
+            else:
+                source = int(committed["numSourceRows"])
         return MergeCounts(inserted, updated, source)
 
     return with_retry(attempt, what=f"MERGE into {path}")
@@ -160,19 +161,27 @@ def commit_metrics(spark: SparkSession, path: str, at: int, operation: str) -> d
     return dict(entry["operationMetrics"] or {})
 
 
-def _merge_commit(spark: SparkSession, path: str, before: int | None) -> dict[str, str]:
-    """Our MERGE's commit metrics: the first MERGE after `before` (another
-    writer's commit may have landed first, and been retried over)."""
-    history = (
-        DeltaTable.forPath(spark, path)
+def _merge_commit(
+    spark: SparkSession, path: str, before: int | None, inserted: int, updated: int
+) -> dict[str, str] | None:
+    """Our MERGE's commit metrics: the MERGE after `before` whose inserted and
+    updated counts are the ones our MERGE returned. Another writer's MERGE may
+    have committed in between; when more than one commit could be ours, None
+    (the caller then has no independent source count, and says so)."""
+    candidates = [
+        dict(r["operationMetrics"] or {})
+        for r in DeltaTable.forPath(spark, path)
         .history()
         .where(f"version > {-1 if before is None else before} AND operation = 'MERGE'")
-        .orderBy("version")
-        .first()
-    )
-    if history is None:
-        raise RuntimeError(f"{path}: no MERGE commit after version {before}")
-    return dict(history["operationMetrics"] or {})
+        .collect()
+    ]
+    ours = [
+        m
+        for m in candidates
+        if int(m.get("numTargetRowsInserted", -1)) == inserted
+        and int(m.get("numTargetRowsUpdated", -1)) == updated
+    ]
+    return ours[0] if len(ours) == 1 else None
 
 
 T = TypeVar("T")

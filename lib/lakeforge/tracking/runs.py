@@ -20,6 +20,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 
 from lakeforge import secrets
+from lakeforge.errors import ConfigError
 from lakeforge.evaluation.threshold import ThresholdChoice
 from lakeforge.tuning.search import CandidateScore
 
@@ -134,18 +135,40 @@ def log_model(model: PipelineModel, example: DataFrame, scored: DataFrame) -> st
 
 
 def log_json(data: object, artifact_file: str) -> None:
-    mlflow.log_text(secrets.scrub(json.dumps(data, indent=2, default=str)), artifact_file)
+    scrubbed = secrets.scrub_tree(json.loads(json.dumps(data, default=str)))
+    mlflow.log_text(json.dumps(scrubbed, indent=2), artifact_file)
+
+
+# what predict and monitor read back from a run: hiding part of it would
+# break them (a `where` monitor filters by), so a secret there is refused
+READ_BACK = frozenset(
+    {"where", "lakeforge.silver_table", "lakeforge.silver_version", "split_table"}
+)
+
+
+def _scrubbed(values: Mapping[str, object]) -> dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        text, clean = str(value), secrets.scrub(str(value))
+        if key in READ_BACK and clean != text:
+            raise ConfigError(
+                f"MLflow {key} = {clean!r} holds a value the config references with ${{...}}; "
+                "predict and monitor read it back, so it cannot be hidden: write that value "
+                "in the config itself"
+            )
+        out[key] = clean
+    return out
 
 
 def log_params(params: Mapping[str, object]) -> None:
     """Params of the active run, each value scrubbed of secrets: a candidate's
     params and the config come from files that may reference them."""
-    mlflow.log_params({k: secrets.scrub(str(v)) for k, v in params.items()})
+    mlflow.log_params(_scrubbed(params))
 
 
 def set_tags(tags: Mapping[str, object]) -> None:
     """Tags of the active run, scrubbed as params are."""
-    mlflow.set_tags({k: secrets.scrub(str(v)) for k, v in tags.items()})
+    mlflow.set_tags(_scrubbed(tags))
 
 
 def log_threshold(choice: ThresholdChoice, goal: str) -> None:
