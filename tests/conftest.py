@@ -21,12 +21,30 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         lakehouse=str(tmp_path_factory.mktemp("warehouse")),
         spark=SparkSettings(
             master="local[2]",
-            conf={"spark.sql.shuffle.partitions": 2, "spark.default.parallelism": 2},
+            conf={
+                "spark.sql.shuffle.partitions": 2,
+                "spark.default.parallelism": 2,
+                # one JVM runs the whole suite's ~280 tests (executors included,
+                # in local mode): the default 1g filled up near the end
+                "spark.driver.memory": "3g",
+            },
         ),
     )
     session = build_session(settings, app_name="lakeforge-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _release_spark_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that used Spark: drop its cached frames and Delta's
+    cached table logs (every test writes tables of its own, never read again),
+    so one long-lived session does not accumulate them."""
+    yield
+    if "spark" in request.fixturenames:
+        session = request.getfixturevalue("spark")
+        session.catalog.clearCache()
+        session._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 
 @pytest.fixture

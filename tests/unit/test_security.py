@@ -157,6 +157,7 @@ def test_candidate_params_reach_mlflow_scrubbed(
     canary = "zq-canary-31"
     secrets.register(canary)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns.db")
+    mlflow.set_experiment("security")  # not an earlier test's experiment id
     with mlflow.start_run() as run:
         runs.log_params({"objective": f"reg:{canary}", "depth": 3})
         runs.set_tags({"note": f"from {canary}"})
@@ -187,6 +188,7 @@ def test_numbers_are_settings_and_read_back_lineage_is_never_half_hidden(
     secrets.register(quoted)
     secrets.register("eu-zone-7")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns.db")
+    mlflow.set_experiment("security")  # not an earlier test's experiment id
     with mlflow.start_run() as run:
         with pytest.raises(ConfigError, match=r"MLflow where = .*cannot be hidden"):
             runs.log_params({"where": "region = 'eu-zone-7'"})
