@@ -73,22 +73,11 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Pre
             rows = rows.where(ds.predict.where)
         except AnalysisException as exc:
             raise ConfigError(f"{ds.name}: predict.where: {exc}".splitlines()[0]) from None
-    if _already_scored(spark, tables.predictions, batch, model.version, version, rows, ds.identity):
-        log.info(
-            "predict: nothing new: batch %s already holds every row of silver v%d "
-            "(predict.where) scored by %s v%s",
-            batch,
-            version,
-            name,
-            model.version,
-        )
-        return PredictResult(
-            batch, 0, name, model.version, version, delta.version(spark, tables.predictions), True
-        )
-    holder = _scored_elsewhere(
-        spark, tables.predictions, batch, model.version, version, rows, ds.identity
-    )
-    if holder is not None:  # a quiet day: every row is in gold already, as `holder`
+    # nothing to do when gold already holds exactly these rows as this batch,
+    # or every one of them as another batch (a quiet day): named in the result
+    scoring = (spark, tables.predictions, batch, model.version, version, rows, ds.identity)
+    holder = batch if _already_scored(*scoring) else _scored_elsewhere(*scoring)
+    if holder is not None:
         log.info(
             "predict: nothing new: every row of silver v%d (predict.where) is in gold as "
             "batch %s, scored by %s v%s",
