@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from lakeforge.steps.monitor import MEASURED_ROWS, TRAINED_ROWS
+
 if TYPE_CHECKING:
     from lakeforge.steps.clean import CleanResult
     from lakeforge.steps.ingest import IngestResult
@@ -86,7 +88,7 @@ def render(run: PipelineRun) -> str:
     for m in run.monitored or []:
         lines += [
             "",
-            f"## Drift (batch {m.batch_id} vs the training snapshot of v{m.model_version})",
+            f"## Drift (batch {m.batch_id} vs the training profile of v{m.model_version})",
             "",
             f"PSI above {run.psi_threshold} is drift.",
             "",
@@ -98,9 +100,22 @@ def render(run: PipelineRun) -> str:
             flag = "yes" if item.subject in m.drifted else ""
             lines.append(f"| {item.subject} | {item.psi:.3f} | {ks} | {flag} |")
         if m.performance:
-            lines += [
-                "",
-                "Batch performance (labels known): "
-                + ", ".join(f"{k} {v:.4f}" for k, v in m.performance.items()),
-            ]
+            lines += ["", _performance(m.performance)]
     return "\n".join(lines) + "\n"
+
+
+def _performance(found: dict[str, float]) -> str:
+    """The batch's metrics, and which of its rows they are measured on: the
+    labelled rows the model did not train on (a model retrained on the batch
+    has some of its rows in its train split; those are left out)."""
+    metrics = {k: v for k, v in found.items() if k not in (MEASURED_ROWS, TRAINED_ROWS)}
+    text = "Batch performance (labels known): " + (
+        ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "none"
+    )
+    if MEASURED_ROWS in found:
+        text += f" on the {int(found[MEASURED_ROWS]):,} labelled rows the model did not train on"
+        if found.get(TRAINED_ROWS):
+            left_out = int(found[TRAINED_ROWS])
+            text += f" ({left_out:,} rows of the batch are in its train split: left out)"
+        text += "."
+    return text

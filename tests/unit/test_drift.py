@@ -98,3 +98,28 @@ def test_a_wide_table_is_measured_as_each_column_alone(spark: SparkSession) -> N
         labels = [*top, "(other)", "(missing)"]
         expected = drift.psi([r_bins.get(x, 0) for x in labels], [c_bins.get(x, 0) for x in labels])
         assert found.psi == pytest.approx(expected, rel=1e-9, abs=1e-12), found.subject
+
+
+def test_a_stored_profile_measures_as_the_rows_it_summarises(spark: SparkSession) -> None:
+    """Monitor measures against a profile read back from JSON: the figures are
+    those of measuring against the reference rows themselves."""
+    import json
+
+    from lakeforge.monitoring.profile import ReferenceProfile
+
+    ref, cur = _normal(spark, 1), _normal(spark, 2, shift=0.3)
+    stored = ReferenceProfile(
+        rows=20_000,
+        silver_version=3,
+        bins=10,
+        top_categories=10,
+        numeric=drift.profile_numeric(ref, ["x"], 10),
+        categorical=drift.profile_categorical(ref, ["c"], 10),
+    )
+    loaded = ReferenceProfile.from_dict(json.loads(json.dumps(stored.to_dict())))
+    assert loaded == stored
+    assert drift.compare_numeric(loaded.numeric, cur) == drift.numeric(ref, cur, ["x"], 10)
+    assert drift.compare_categorical(loaded.categorical, cur) == drift.categorical(
+        ref, cur, ["c"], 10
+    )
+    assert sum(loaded.numeric[0].bins) == 20_000

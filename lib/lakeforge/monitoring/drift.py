@@ -1,13 +1,21 @@
-"""Drift between a reference (the training snapshot) and a current batch.
+"""Drift between a reference (the model's training rows) and a current batch.
 
-Computed in Spark, never on pandas rows. The columns are unpivoted to
-(column, value) rows so that any number of them is measured in a few grouped
-aggregations: numeric columns are cut at approximate quantiles of the
-reference and both sides counted per bin; categorical columns are counted per
-category (the reference's most frequent ones, the rest pooled). PSI compares the bin shares;
-KS is the largest gap between the two empirical CDFs, read at a grid of
-quantiles of both sides (accurate to the quantiles' resolution).
-Missing values count as a bin of their own, so a column going null drifts.
+Computed in Spark, never on pandas rows. The reference is summarised once,
+at training time, into a profile per column (`NumericProfile`,
+`CategoricalProfile`): bin edges and counts, a grid of quantiles with the
+rows at or below each, the most frequent categories and their counts. A batch
+is then counted against the stored profile, so monitor measures drift from
+exactly the rows the model learnt from without reading them again.
+
+The columns are unpivoted to (column, value) rows so that any number of them
+is measured in a few grouped aggregations: numeric columns are cut at the
+reference's approximate quantiles; categorical columns are counted per
+category (the reference's most frequent ones, the rest pooled). PSI compares
+the bin shares; KS is the largest gap between the two empirical CDFs, read at
+a grid of `_KS_STEPS` reference quantiles: both CDFs are monotone, so the
+largest gap is missed by at most one grid step (1/_KS_STEPS) plus the
+quantiles' own error. Missing values count as a bin of their own, so a column
+going null drifts.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 _EPSILON = 1e-4  # share given to an empty bin, so PSI stays finite
-_KS_STEPS = 50
+_KS_STEPS = 100
 _ACCURACY = 1000  # percentile_approx's: a relative error of 1/1000
 _OTHER, _MISSING = "(other)", "(missing)"
 
@@ -31,6 +39,29 @@ class Drift:
     kind: str  # numeric | categorical
     psi: float
     ks: float | None  # numeric only
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """One numeric column of the reference: the PSI bin edges and the rows in
+    each bin (missing first, then len(edges) + 1 value bins), the KS grid and
+    the non-null rows at or below each grid point."""
+
+    column: str
+    edges: list[float]
+    bins: list[float]
+    grid: list[float]
+    below: list[float]
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """One categorical column of the reference: its most frequent categories
+    and the rows of each, then of all other values, then missing."""
+
+    column: str
+    categories: list[str]
+    counts: list[float]
 
 
 def psi(reference: Sequence[float], current: Sequence[float]) -> float:
@@ -67,56 +98,76 @@ def _quantiles(long: DataFrame, probabilities: Sequence[float]) -> dict[int, lis
     return {int(r["i"]): [float(q) for q in r["q"]] for r in rows}
 
 
+def profile_numeric(
+    reference: DataFrame, columns: Sequence[str], bins: int
+) -> list[NumericProfile]:
+    """The profile of each numeric column of `reference`: cut at its own
+    quantiles, then counted in one grouped aggregation over all columns."""
+    if not columns:
+        return []
+    probabilities = [i / bins for i in range(1, bins)]
+    fine = [i / _KS_STEPS for i in range(1, _KS_STEPS)]
+    long = _long(reference, columns, "double")
+    cuts = _quantiles(long, probabilities + fine)
+    plans = []
+    for i in range(len(columns)):
+        found = cuts.get(i, [])
+        edges = sorted(set(found[: len(probabilities)]))
+        grid = sorted(set(found[len(probabilities) :]))
+        plans.append((i, edges, grid))
+    counted = _numeric_counts(long, plans)
+    profiles = []
+    for i, edges, grid in plans:
+        in_bins, below = _histogram(counted.get(i, []), len(edges), len(grid))
+        profiles.append(NumericProfile(columns[i], edges, in_bins, grid, below))
+    return profiles
+
+
+def compare_numeric(profiles: Sequence[NumericProfile], current: DataFrame) -> list[Drift]:
+    """PSI and KS of each profiled column of `current` against its profile."""
+    if not profiles:
+        return []
+    long = _long(current, [p.column for p in profiles], "double")
+    plans = [(i, p.edges, p.grid) for i, p in enumerate(profiles)]
+    counted = _numeric_counts(long, plans)
+    found = []
+    for i, p in enumerate(profiles):
+        cur_bins, cur_below = _histogram(counted.get(i, []), len(p.edges), len(p.grid))
+        ref_n, cur_n = sum(p.bins[1:]) or 1.0, sum(cur_bins[1:]) or 1.0
+        ks = max(
+            (abs(r / ref_n - c / cur_n) for r, c in zip(p.below, cur_below, strict=True)),
+            default=0.0,
+        )
+        found.append(Drift(p.column, "numeric", psi(p.bins, cur_bins), ks))
+    return found
+
+
 def numeric(
     reference: DataFrame, current: DataFrame, columns: Sequence[str], bins: int
 ) -> list[Drift]:
-    """PSI and KS of each numeric column. Each side is counted in one grouped
-    aggregation over all columns: per column, the rows in each PSI bin (cut at
-    the reference's quantiles) and below each KS grid point."""
-    if not columns:
-        return []
-    spark = reference.sparkSession
-    probabilities = [i / bins for i in range(1, bins)]
-    fine = [i / _KS_STEPS for i in range(1, _KS_STEPS)]
-    ref_long, cur_long = _long(reference, columns, "double"), _long(current, columns, "double")
-    ref_q = _quantiles(ref_long, probabilities + fine)
-    cur_q = _quantiles(cur_long, fine)
-    plans = []
-    for i in range(len(columns)):
-        ref_cuts = ref_q.get(i, [])
-        edges = sorted(set(ref_cuts[: len(probabilities)]))
-        grid = sorted(set(ref_cuts[len(probabilities) :]) | set(cur_q.get(i, [])))
-        plans.append((i, edges, grid))
-    cuts = spark.createDataFrame(plans, "i int, edges array<double>, grid array<double>")
+    """PSI and KS of each numeric column of `current` against `reference`."""
+    return compare_numeric(profile_numeric(reference, columns, bins), current)
 
-    def counts(long: DataFrame) -> dict[int, list[tuple[int | None, int | None, float]]]:
-        """Per column: rows per (PSI bin, grid position); both are None for a
-        missing value. A value's bin is the number of edges below it; its
-        grid position is the number of grid points below it, so it is <= grid
-        point g exactly when its position is <= g."""
-        value = F.col("v")
-        placed = long.join(F.broadcast(cuts), "i").select(
-            "i",
-            F.when(value.isNotNull(), F.size(F.filter("edges", lambda e: value > e))).alias("b"),
-            F.when(value.isNotNull(), F.size(F.filter("grid", lambda g: value > g))).alias("g"),
-        )
-        out: dict[int, list[tuple[int | None, int | None, float]]] = {}
-        for r in placed.groupBy("i", "b", "g").count().collect():
-            out.setdefault(int(r["i"]), []).append((r["b"], r["g"], float(r["count"])))
-        return out
 
-    ref, cur = counts(ref_long), counts(cur_long)
-    found = []
-    for i, edges, grid in plans:
-        ref_bins, ref_below = _histogram(ref.get(i, []), len(edges), len(grid))
-        cur_bins, cur_below = _histogram(cur.get(i, []), len(edges), len(grid))
-        ref_n, cur_n = sum(ref_bins[1:]) or 1.0, sum(cur_bins[1:]) or 1.0
-        ks = max(
-            (abs(r / ref_n - c / cur_n) for r, c in zip(ref_below, cur_below, strict=True)),
-            default=0.0,
-        )
-        found.append(Drift(columns[i], "numeric", psi(ref_bins, cur_bins), ks))
-    return found
+def _numeric_counts(
+    long: DataFrame, plans: Sequence[tuple[int, list[float], list[float]]]
+) -> dict[int, list[tuple[int | None, int | None, float]]]:
+    """Per column: rows per (PSI bin, grid position); both are None for a
+    missing value. A value's bin is the number of edges below it; its grid
+    position is the number of grid points below it, so it is <= grid point g
+    exactly when its position is <= g."""
+    spark = long.sparkSession
+    cuts = spark.createDataFrame(list(plans), "i int, edges array<double>, grid array<double>")
+    value = F.col("v")
+    placed = long.join(F.broadcast(cuts), "i").select(
+        "i",
+        F.when(value.isNotNull(), F.size(F.filter("edges", lambda e: value > e))).alias("b"),
+        F.when(value.isNotNull(), F.size(F.filter("grid", lambda g: value > g))).alias("g"),
+    )
+    out: dict[int, list[tuple[int | None, int | None, float]]] = {}
+    for r in placed.groupBy("i", "b", "g").count().collect():
+        out.setdefault(int(r["i"]), []).append((r["b"], r["g"], float(r["count"])))
+    return out
 
 
 def _histogram(
@@ -139,49 +190,77 @@ def _histogram(
     return bins, below
 
 
+def profile_categorical(
+    reference: DataFrame, columns: Sequence[str], top: int
+) -> list[CategoricalProfile]:
+    """The profile of each categorical column of `reference`: its `top`
+    categories (most frequent first, ties by value) and their counts; one
+    grouped aggregation for all columns."""
+    if not columns:
+        return []
+    ranked = Window.partitionBy("i").orderBy(F.desc("count"), "v")
+    rows = (
+        _long(reference, columns, "string")
+        .groupBy("i", "v")
+        .count()
+        .withColumn(
+            "rank",
+            F.when(F.col("v").isNotNull(), F.row_number().over(ranked)),
+        )
+        .collect()
+    )
+    ranked_values: dict[int, list[tuple[int, str, float]]] = {}
+    rest: dict[int, float] = {}
+    missing: dict[int, float] = {}
+    for r in rows:
+        i, n = int(r["i"]), float(r["count"])
+        if r["v"] is None:
+            missing[i] = missing.get(i, 0.0) + n
+        elif r["rank"] is not None and int(r["rank"]) <= top:
+            ranked_values.setdefault(i, []).append((int(r["rank"]), str(r["v"]), n))
+        else:
+            rest[i] = rest.get(i, 0.0) + n
+    profiles = []
+    for i, column in enumerate(columns):
+        kept = sorted(ranked_values.get(i, []))
+        profiles.append(
+            CategoricalProfile(
+                column,
+                [v for _, v, _ in kept],
+                [n for _, _, n in kept] + [rest.get(i, 0.0), missing.get(i, 0.0)],
+            )
+        )
+    return profiles
+
+
+def compare_categorical(profiles: Sequence[CategoricalProfile], current: DataFrame) -> list[Drift]:
+    """PSI of each profiled column of `current` over its profile's categories,
+    plus "other" and missing: one grouped aggregation for all columns."""
+    if not profiles:
+        return []
+    spark = current.sparkSession
+    long = _long(current, [p.column for p in profiles], "string")
+    listed = [(i, v) for i, p in enumerate(profiles) for v in p.categories]
+    frequent = spark.createDataFrame(listed, "i int, v string").withColumn("top", F.lit(True))
+    value = F.col("v")
+    label = (
+        F.when(value.isNull(), F.lit(_MISSING))
+        .when(F.col("top").isNotNull(), value)
+        .otherwise(F.lit(_OTHER))
+    )
+    labelled = long.join(F.broadcast(frequent), ["i", "v"], "left")
+    rows = labelled.groupBy("i", label.alias("label")).count().collect()
+    counted = {(int(r["i"]), str(r["label"])): float(r["count"]) for r in rows}
+    found = []
+    for i, p in enumerate(profiles):
+        bins = [*p.categories, _OTHER, _MISSING]
+        observed = [counted.get((i, b), 0.0) for b in bins]
+        found.append(Drift(p.column, "categorical", psi(p.counts, observed), None))
+    return found
+
+
 def categorical(
     reference: DataFrame, current: DataFrame, columns: Sequence[str], top: int
 ) -> list[Drift]:
-    """PSI of each categorical column over the reference's `top` categories,
-    plus "other" and missing: one grouped aggregation per side for all
-    columns, and one to find the reference's top categories."""
-    if not columns:
-        return []
-    ref_long, cur_long = _long(reference, columns, "string"), _long(current, columns, "string")
-    ranked = Window.partitionBy("i").orderBy(F.desc("count"), "v")
-    frequent = (
-        ref_long.where(F.col("v").isNotNull())
-        .groupBy("i", "v")
-        .count()
-        .withColumn("rank", F.row_number().over(ranked))
-        .where(F.col("rank") <= top)
-        .select("i", "v", F.lit(True).alias("top"))
-    )
-    tops: dict[int, list[str]] = {}
-    for r in frequent.collect():
-        tops.setdefault(int(r["i"]), []).append(str(r["v"]))
-
-    def counts(long: DataFrame) -> dict[tuple[int, str], float]:
-        value = F.col("v")
-        label = (
-            F.when(value.isNull(), F.lit(_MISSING))
-            .when(F.col("top").isNotNull(), value)
-            .otherwise(F.lit(_OTHER))
-        )
-        labelled = long.join(F.broadcast(frequent), ["i", "v"], "left")
-        rows = labelled.groupBy("i", label.alias("label")).count().collect()
-        return {(int(r["i"]), str(r["label"])): float(r["count"]) for r in rows}
-
-    ref, cur = counts(ref_long), counts(cur_long)
-    found = []
-    for i, column in enumerate(columns):
-        bins = [*tops.get(i, []), _OTHER, _MISSING]
-        found.append(
-            Drift(
-                column,
-                "categorical",
-                psi([ref.get((i, b), 0.0) for b in bins], [cur.get((i, b), 0.0) for b in bins]),
-                None,
-            )
-        )
-    return found
+    """PSI of each categorical column of `current` against `reference`."""
+    return compare_categorical(profile_categorical(reference, columns, top), current)

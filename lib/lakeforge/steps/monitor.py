@@ -1,13 +1,16 @@
 """Monitor: drift of every model input and of the prediction between the
-training snapshot and a scored batch, and the batch's performance once its
-labels exist.
+model's training rows and a scored batch, and the batch's performance once
+its labels exist.
 
-The reference is the silver version the model's training run recorded,
-filtered as training filtered it (time travel, so it is exactly what the model
-saw); the current side is the silver version the batch was scored from. One
-row per measure goes to the monitoring table (re-running a batch replaces its
-rows) and to an MLflow run. PSI past `monitor.psi_threshold` is the retrain
-signal: a log line and exit code 5.
+The reference is the profile train stored with the model (bins, quantiles and
+category counts of the train split's inputs and of the model's output on
+them; see `monitoring.profile`), so drift is measured from exactly the rows
+the model learnt from, derived inputs included. The current side is the
+silver version the batch was scored from, derived by the model's own stages.
+Performance leaves out rows the model trained on. One row per measure goes to
+the monitoring table (re-running a batch replaces its rows) and to an MLflow
+run. PSI past `monitor.psi_threshold` is the retrain signal: a log line and
+exit code 5.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import operator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import reduce
 
 import mlflow
-from pyspark.ml.functions import array_to_vector, vector_to_array
+from mlflow.exceptions import MlflowException
+from pyspark.ml.functions import array_to_vector
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -29,9 +35,9 @@ from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, DriftDetected, InputNotFound
 from lakeforge.evaluation.metrics import evaluate
-from lakeforge.features.dateparts import DateParts
 from lakeforge.logs import timed
-from lakeforge.monitoring import drift
+from lakeforge.monitoring import drift, profile
+from lakeforge.split.assign import SPLIT, TRAIN
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
 from lakeforge.tracking import runs
@@ -39,7 +45,7 @@ from lakeforge.tracking.models import ServingModel, serving_model
 
 log = logging.getLogger(__name__)
 
-PREDICTION = "prediction"
+PREDICTION = profile.PREDICTION
 SETTINGS = "settings"  # the row recording which settings a measurement used
 SCHEMA = T.StructType(
     [
@@ -126,39 +132,43 @@ def _measure(
     spec = ds.train
     assert spec is not None
     tables = tables_for(cfg.settings, ds.name)
-    reference = delta.read(spark, tables.silver, as_of=model.silver_version)
-    if model.train_where:
-        reference = reference.where(model.train_where)
+    reference = _reference_profile(model)
+    monitor = ds.monitor
+    if (reference.bins, reference.top_categories) != (monitor.bins, monitor.top_categories):
+        log.info(
+            "monitor: the reference profile of %s v%s has %d bins and %d categories "
+            "(monitor.bins / top_categories take effect from the next training)",
+            model.name,
+            model.version,
+            reference.bins,
+            reference.top_categories,
+        )
     current = delta.read(spark, tables.silver, as_of=source_version)
     if ds.predict.where:
         current = current.where(ds.predict.where)
-    numeric, categorical, with_parts = _inputs(spec)
-    columns = [*numeric, *categorical]
-    # Narrow and cached: every measure scans these frames again.
-    reference = _narrow(model.load().transform(with_parts(reference)), columns, spec)
-    observed = _narrow(with_parts(current), columns, None)
-    batch_output = _narrow(scored, [], spec)
-    monitor = ds.monitor
+    numeric, categorical = reference.inputs()
+    columns = [p.column for p in numeric] + [p.column for p in categorical]
+    # the inputs as the model's own stages derive them (derived columns, date parts)
+    pipeline = model.load()
+    observed = _narrow(profile.derivation(pipeline).transform(current), [F.col(c) for c in columns])
+    batch_output = _narrow(scored, [profile.model_output(scored, spec).alias(PREDICTION)])
+    out_numeric, out_categorical = reference.output()
     try:
         drifts = [
-            *drift.numeric(reference, observed, numeric, monitor.bins),
-            *drift.categorical(reference, observed, categorical, monitor.top_categories),
+            *drift.compare_numeric(numeric, observed),
+            *drift.compare_categorical(categorical, observed),
+            *drift.compare_numeric(out_numeric, batch_output),
+            *drift.compare_categorical(out_categorical, batch_output),
         ]
-        if spec.task == "multiclass":
-            drifts += drift.categorical(
-                reference, batch_output, [PREDICTION], monitor.top_categories
-            )
-        else:
-            drifts += drift.numeric(reference, batch_output, [PREDICTION], monitor.bins)
     finally:
-        for frame in (reference, observed, batch_output):
+        for frame in (observed, batch_output):
             frame.unpersist()
-    performance = _performance(scored, current, ds.identity, spec)
+    performance = _performance(spark, scored, current, ds.identity, spec, model)
     drifted = [d.subject for d in drifts if d.psi > monitor.psi_threshold]
     now = datetime.now(UTC).replace(tzinfo=None)
+    base = (batch, model.name, model.version, reference.silver_version, source_version)
     rows: list[tuple[object, ...]] = []
     for item in drifts:
-        base = (batch, model.name, model.version, model.silver_version, source_version)
         over = item.psi > monitor.psi_threshold
         rows.append(
             (*base, item.subject, item.kind, "psi", item.psi, monitor.psi_threshold, over, now)
@@ -166,10 +176,8 @@ def _measure(
         if item.ks is not None:
             rows.append((*base, item.subject, item.kind, "ks", item.ks, None, False, now))
     for metric_name, value in performance.items():
-        base = (batch, model.name, model.version, model.silver_version, source_version)
         rows.append((*base, "performance", "metric", metric_name, value, None, False, now))
     # what shaped these figures: a re-run with other settings measures again
-    base = (batch, model.name, model.version, model.silver_version, source_version)
     rows.append((*base, SETTINGS, SETTINGS, settings, None, None, False, now))
     predicate = f"batch_id = '{batch}' AND model_version = '{model.version}'"
     delta.replace_where(spark.createDataFrame(rows, SCHEMA), tables.monitoring, predicate)
@@ -192,66 +200,85 @@ def _measure(
     return MonitorResult(batch, model.version, drifts, performance, drifted)
 
 
-def _inputs(spec: TrainConfig):  # type: ignore[no-untyped-def]
-    """Numeric and categorical model inputs, and a function adding date parts."""
-    features = spec.features
-    numeric = [*(features.numeric.columns if features.numeric else [])]
-    numeric += [b.column for b in features.buckets if b.column not in numeric]
-    categorical = [*(features.categorical.columns if features.categorical else [])]
-    stages = [DateParts(inputCol=d.column, parts=list(d.parts)) for d in features.dates]
-    for stage in stages:
-        categorical += stage.outputCols()
-    derived = set(features.derive)
-    numeric = [c for c in numeric if c not in derived]
-    categorical = [c for c in categorical if c not in derived]
-
-    def with_parts(df: DataFrame) -> DataFrame:
-        for stage in stages:
-            df = stage.transform(df)
-        return df
-
-    return numeric, categorical, with_parts
+def _reference_profile(model: ServingModel) -> profile.ReferenceProfile:
+    """The profile stored with the model's training run; InputNotFound when
+    there is none (a model trained before lakeforge stored one, or elsewhere)."""
+    uri = f"runs:/{model.run_id}/{profile.ARTIFACT}"
+    try:
+        return profile.ReferenceProfile.from_dict(mlflow.artifacts.load_dict(uri))
+    except (MlflowException, OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputNotFound(
+            f"model {model.name} v{model.version} has no usable reference profile "
+            f"({profile.ARTIFACT} in run {model.run_id}: {str(exc).splitlines()[0][:160]}); "
+            "train stores one with every model: retrain to monitor it"
+        ) from None
 
 
-def _narrow(df: DataFrame, columns: list[str], spec: TrainConfig | None) -> DataFrame:
-    """`columns` (and the model output that drifts, given `spec`), cached."""
-    selected = [F.col(c) for c in columns]
-    if spec is not None:
-        selected.append(_prediction(df, spec).alias(PREDICTION))
-    narrow = df.select(*selected).persist()
+def _narrow(df: DataFrame, columns: list[Column]) -> DataFrame:
+    """`columns` of `df`, cached and counted: every measure scans them again."""
+    narrow = df.select(*columns).persist()
     narrow.count()
     return narrow
 
 
-def _prediction(df: DataFrame, spec: TrainConfig) -> Column:
-    """The model output that drifts: P(positive) for binary, the class for
-    multiclass, the value for regression."""
-    if spec.task == "binary" and "probability" in df.columns:
-        probability = F.col("probability")
-        if isinstance(df.schema["probability"].dataType, T.ArrayType):
-            return probability[1]
-        return vector_to_array(probability)[1]
-    return F.col("prediction")
+# the measures that say which labelled rows the performance is measured on
+MEASURED_ROWS = "rows_measured"
+TRAINED_ROWS = "rows_trained_on_left_out"
 
 
 def _performance(
-    scored: DataFrame, current: DataFrame, keys: list[str], spec: TrainConfig
+    spark: SparkSession,
+    scored: DataFrame,
+    current: DataFrame,
+    keys: list[str],
+    spec: TrainConfig,
+    model: ServingModel,
 ) -> dict[str, float]:
-    """The batch's metrics where its labels are known (none yet: empty)."""
+    """The batch's metrics where its labels are known (none yet: empty), on
+    the rows the model did not train on: rows in its run's train split (a
+    model retrained on this batch, `--retrain-on-drift`) are left out and
+    counted, so the figure is never in-sample."""
     labelled = scored.join(
         current.select(*keys, F.col(spec.label).cast("double").alias(spec.label)), keys
     ).where(F.col(spec.label).isNotNull())
     if labelled.isEmpty():
         return {}
+    if not model.split_table or model.split_version is None:
+        raise InputNotFound(
+            f"model {model.name} v{model.version}: its run records no split table, so the "
+            "rows it trained on cannot be left out of the batch's performance: retrain it"
+        )
+    trained_on = (
+        delta.read(spark, model.split_table, as_of=model.split_version)
+        .where(F.col(SPLIT) == TRAIN)
+        .select(*[F.col(k).alias(f"__t_{k}") for k in keys])
+    )
+    same = [F.col(k).eqNullSafe(F.col(f"__t_{k}")) for k in keys]
+    flagged = labelled.join(trained_on, reduce(operator.and_, same), "left").select(
+        *labelled.columns, F.col(f"__t_{keys[0]}").isNotNull().alias("__trained")
+    )
     if "probability" in labelled.columns:
-        labelled = labelled.withColumn(
+        flagged = flagged.withColumn(
             "probability", array_to_vector(F.col("probability"))
         ).withColumn("rawPrediction", F.col("probability"))
-    labelled = labelled.persist()  # one join, then a pass per metric
+    flagged = flagged.persist()  # one join, then a pass per metric
     try:
-        return evaluate(labelled, spec.task, spec.label)
+        counts = {bool(r[0]): int(r[1]) for r in flagged.groupBy("__trained").count().collect()}
+        measured, left_out = counts.get(False, 0), counts.get(True, 0)
+        if left_out:
+            log.info(
+                "monitor: %d labelled row(s) of the batch are in the model's train split "
+                "(run %s): performance is measured on the other %d",
+                left_out,
+                model.run_id,
+                measured,
+            )
+        found = {MEASURED_ROWS: float(measured), TRAINED_ROWS: float(left_out)}
+        if measured:
+            found.update(evaluate(flagged.where(~F.col("__trained")), spec.task, spec.label))
+        return found
     finally:
-        labelled.unpersist()
+        flagged.unpersist()
 
 
 def _latest_batch(gold: DataFrame) -> str:

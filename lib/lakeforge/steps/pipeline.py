@@ -3,7 +3,9 @@
 With `retrain_on_drift`, a drift signal from monitor is acted on: the model is
 retrained on its training rows plus the drifted batch (`train.where OR
 predict.where`), goes through the same champion gate, and the batch is
-rescored if the new model won; the job then ends with exit 0.
+rescored if the new model won; the job then ends with exit 0. The rescored
+batch's performance leaves out the rows the new model trained on (monitor
+reads its run's split table), so it is never measured in sample.
 """
 
 from __future__ import annotations

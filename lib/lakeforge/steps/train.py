@@ -35,6 +35,7 @@ from lakeforge.features.stages import build_stages
 from lakeforge.logs import timed
 from lakeforge.models.threshold import DecisionThreshold
 from lakeforge.models.weights import WEIGHT, balanced_weights, class_counts, with_weights
+from lakeforge.monitoring import profile
 from lakeforge.quality import learnable
 from lakeforge.spark import cores
 from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
@@ -266,6 +267,16 @@ def _train(
         mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
         runs.log_figures(figures)
         runs.log_importances(weights, columns, best.spec.estimator)
+        with timed(log, "train: reference profile of the train split (for monitor)") as stats:
+            reference = profile.build(
+                model.transform(data.where(F.col(SPLIT) == TRAIN)),
+                spec,
+                version,
+                ds.monitor.bins,
+                ds.monitor.top_categories,
+            )
+            runs.log_json(reference.to_dict(), profile.ARTIFACT)
+            stats.update(rows=reference.rows)
         with timed(log, "train: log and register the model"):
             example = test_rows.drop(SPLIT, FOLD, spec.label).limit(20)
             model_uri = runs.log_model(

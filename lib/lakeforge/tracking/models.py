@@ -19,8 +19,11 @@ class ServingModel:
     version: str
     run_id: str
     silver_table: str  # what it was trained on
-    silver_version: int
+    silver_version: int | None  # None: the run did not record it (not trained by lakeforge)
     train_where: str
+    # the split assignment it was trained with (train writes it; None: not recorded)
+    split_table: str = ""
+    split_version: int | None = None
 
     @property
     def uri(self) -> str:
@@ -55,6 +58,14 @@ def serving_model(tracking_uri: str, name: str, version: int | None) -> ServingM
         version=str(found.version),
         run_id=str(found.run_id),
         silver_table=run.data.tags.get("lakeforge.silver_table", ""),
-        silver_version=int(run.data.tags.get("lakeforge.silver_version", "0")),
+        silver_version=_version(run.data.tags.get("lakeforge.silver_version")),
         train_where=run.data.params.get("where", ""),
+        split_table=run.data.params.get("split_table", ""),
+        split_version=_version(run.data.params.get("split_table_version")),
     )
+
+
+def _version(recorded: str | None) -> int | None:
+    """A Delta version the run recorded; None when it recorded none (never a
+    silent version 0: reading v0 for a missing tag gives the wrong rows)."""
+    return None if recorded in (None, "") else int(recorded)
