@@ -73,6 +73,12 @@ def _pipeline(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> 
     )
 
 
+def _maintain(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import maintain
+
+    maintain.run(spark, cfg, retain_hours=args.retain_hours)
+
+
 STEPS: dict[str, tuple[StepFn, str]] = {
     "ingest": (
         _ingest,
@@ -86,7 +92,8 @@ STEPS: dict[str, tuple[StepFn, str]] = {
         "Clean the bronze batches not yet in silver (or --batch-id): normalise, check the "
         "data-quality rules, deduplicate on the keys and MERGE into the silver Delta table; "
         "rows failing a drop rule go to silver_quarantine with the rule names. A rule of "
-        "severity fail stops the job (exit 4) before silver changes.",
+        "severity fail stops the job (exit 4) before silver changes (a unique rule on the "
+        "keys is checked on silver after the MERGE, which it then undoes).",
     ),
     "train": (
         _train,
@@ -118,6 +125,19 @@ STEPS: dict[str, tuple[StepFn, str]] = {
     ),
 }
 
+# Run on a schedule of their own, outside the chain of steps (lakeforge.deploy.jobs)
+UPKEEP: dict[str, tuple[StepFn, str]] = {
+    "maintain": (
+        _maintain,
+        "OPTIMIZE (compact small files) then VACUUM every Delta table of the dataset, "
+        "keeping readable every table version a registered model version (not archived) "
+        "was trained on: the retention covers the oldest such version plus a week, and "
+        "each table's file and log retention properties are set to match. --retain-hours "
+        "that would delete a pinned version is refused (exit 2) before any table changes.",
+    ),
+}
+COMMANDS = {**STEPS, **UPKEEP}
+
 EPILOG = """exit codes: 0 done; 2 bad config or arguments (or input path not found);
 3 input does not match the schema or cannot be read; 4 a data-quality rule of
 severity fail fired; 5 drift past the threshold; 1 anything else.
@@ -137,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lakeforge {__version__}")
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
-    for name, (_, help_text) in STEPS.items():
+    for name, (_, help_text) in COMMANDS.items():
         sub = steps.add_parser(
             name,
             help=help_text.split(". ")[0],
@@ -145,9 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        add_job_arguments(sub)
+        add_job_arguments(sub, batches=name in STEPS)
         if name == "pipeline":
             add_pipeline_arguments(sub)
+        if name == "maintain":
+            add_maintain_arguments(sub)
     doctor = steps.add_parser(
         "doctor",
         help="Check that this machine can run the jobs",
@@ -222,7 +244,23 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+def add_maintain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retain-hours",
+        type=_hours,
+        metavar="N",
+        help="VACUUM retention in hours (default: 168, raised to keep every version a "
+        "registered model pinned); refused when it would delete one",
+    )
+
+
+def _hours(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours")
+    return int(text)
+
+
+def add_job_arguments(parser: argparse.ArgumentParser, *, batches: bool = True) -> None:
     parser.add_argument(
         "--dataset",
         required=True,
@@ -235,6 +273,16 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ENV",
         help="environment overlay conf/env/ENV.yaml (default: local)",
     )
+    if batches:
+        add_batch_arguments(parser)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of an unexpected error on the terminal too",
+    )
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-id",
         metavar="ID",
@@ -245,19 +293,16 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="file, folder or glob to ingest instead of the dataset's source.path",
     )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="print the traceback of an unexpected error on the terminal too",
-    )
 
 
 def run_job(step: str, argv: Sequence[str]) -> int:
     """Parse `argv` for `step`, run it, and return the process exit code."""
-    parser = argparse.ArgumentParser(prog=f"jobs/{step}.py", description=STEPS[step][1])
-    add_job_arguments(parser)
+    parser = argparse.ArgumentParser(prog=f"jobs/{step}.py", description=COMMANDS[step][1])
+    add_job_arguments(parser, batches=step in STEPS)
     if step == "pipeline":
         add_pipeline_arguments(parser)
+    if step == "maintain":
+        add_maintain_arguments(parser)
     return _run(step, parser.parse_args(list(argv)))
 
 
@@ -278,7 +323,7 @@ def _run(step: str, args: argparse.Namespace) -> int:
         cfg = load_job_config(args.dataset, args.env)  # before Spark: bad config fails fast
         configure(cfg.settings.log_level)
         spark = build_session(cfg.settings, app_name=f"lakeforge-{step}-{cfg.dataset.name}")
-        STEPS[step][0](spark, cfg, args)
+        COMMANDS[step][0](spark, cfg, args)
     except LakeforgeError as exc:
         sys.stderr.write(secrets.scrub(f"lakeforge {step}: error: {exc}\n"))
         return exc.exit_code
@@ -292,8 +337,8 @@ def _unexpected(step: str, cfg: JobConfig | None, exc: BaseException, *, debug: 
     in a file (and on the terminal too with `--debug`; None: the command has
     no such flag); exit 1."""
     where = crash_report(step, cfg, exc)
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
+    if debug:  # scrubbed like the file: a message or a note may quote a secret
+        sys.stderr.write(secrets.scrub("".join(traceback.format_exception(exc))))
     hint = "" if debug is None else ", or rerun with --debug"
     place = f"the traceback is in {where}" if where else "the traceback could not be saved"
     sys.stderr.write(

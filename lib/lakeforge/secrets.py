@@ -11,8 +11,9 @@ AWS_SECRET_ACCESS_KEY, DATABRICKS_TOKEN ...; six characters or more).
 `scrub` replaces each known value in a text with `***` where it stands as a
 whole token (not inside a longer word or number, so a short value does not
 mangle ordinary text); the log handler, the error lines and the MLflow
-writers pass everything through it. Configs keep secrets out of files by
-`${NAME}` references; this module keeps them out of our outputs.
+writers pass everything through it, and the JVM's console log does the
+same with `java_pattern` (see spark.py). Configs keep secrets out of files
+by `${NAME}` references; this module keeps them out of our outputs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 
 _SECRET_NAME = re.compile(r"PASSW(OR)?D|SECRET|TOKEN|(^|_)KEY($|_)|CREDENTIAL|PRIVATE", re.I)
 _ENVIRONMENT_MIN_LENGTH = 6
@@ -47,12 +49,32 @@ def register(value: str | None) -> None:
     _pattern = re.compile("|".join(_token(v) for v in ordered))
 
 
-def _token(value: str) -> str:
+def _token(value: str, quote: Callable[[str], str] = re.escape) -> str:
     """A pattern for `value` standing as a token: no word character right
     before a value that starts with one, nor right after one that ends so."""
     before = _EDGE_BEFORE if re.match(r"\w", value[0]) else ""
     after = _EDGE_AFTER if re.match(r"\w", value[-1]) else ""
-    return before + re.escape(value) + after
+    return before + quote(value) + after
+
+
+def java_pattern() -> str:
+    """Every known value as one Java regex matching as `scrub` does, for the
+    JVM's log layout (a pattern that never matches when none is known). Each
+    character but an ASCII letter or digit is written `\\uXXXX`, so no value
+    can close the layout's `{...}` option, start a log4j `${...}` lookup or a
+    `%` converter, or act as regex syntax."""
+    if not _known:
+        return "(?!)"
+    ordered = sorted(_known, key=len, reverse=True)
+    return "|".join(_token(v, _java_literal) for v in ordered)
+
+
+def _java_literal(value: str) -> str:
+    units = value.encode("utf-16-be")
+    chars = (int.from_bytes(units[i : i + 2], "big") for i in range(0, len(units), 2))
+    return "".join(
+        chr(c) if chr(c).isascii() and chr(c).isalnum() else f"\\u{c:04x}" for c in chars
+    )
 
 
 def register_environment() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from lakeforge import secrets
 from lakeforge.config.models import Settings
 from lakeforge.errors import SetupError
 from lakeforge.jars import delta_jar_paths
@@ -100,11 +101,13 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     """Return the SparkSession for a job, Delta enabled.
 
     An already active session (a test's, a notebook's, Databricks') is reused as
-    it is. Raises SetupError when the Delta jars are missing locally or absent
-    from the classpath under spark-submit.
+    it is (its JVM's log scrubs the secrets known now, if it logs with ours).
+    Raises SetupError when the Delta jars are missing locally or absent from
+    the classpath under spark-submit.
     """
     active = SparkSession.getActiveSession()
     if active is not None:
+        scrub_jvm_log(active)
         return active
     submitted = launched_by_spark_submit()
     # Python workers must run this interpreter (the project's virtualenv), or
@@ -120,6 +123,7 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.spark.log_level)
+    scrub_jvm_log(spark)
     try:
         _check_delta_on_classpath(spark)
         if _standalone_static(spark):
@@ -135,6 +139,28 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
         spark.sparkContext.master,
     )
     return spark
+
+
+def scrub_jvm_log(spark: SparkSession) -> None:
+    """Make the JVM's console log scrub the secrets known now, as ours does:
+    a failed task's message is logged by Spark itself and may quote a config
+    value. Our log4j2.properties reads the pattern from a system property
+    (not the command line, which `ps` shows); set it and reload logging,
+    keeping the root level. A JVM logging with another configuration
+    (spark-submit's, a notebook's) is left alone."""
+    jvm = spark._jvm
+    assert jvm is not None
+    system = jvm.java.lang.System
+    pattern = secrets.java_pattern()
+    if str(system.getProperty("log4j.configurationFile")) != f"file:{_LOG4J}" or (
+        str(system.getProperty("lakeforge.scrub")) == pattern
+    ):
+        return
+    system.setProperty("lakeforge.scrub", pattern)
+    log4j = jvm.org.apache.logging.log4j
+    level = log4j.LogManager.getRootLogger().getLevel()
+    log4j.LogManager.getContext(False).reconfigure()
+    log4j.core.config.Configurator.setRootLevel(level)
 
 
 def check_master_reachable(master: str, timeout: float = 5.0) -> None:

@@ -162,6 +162,10 @@ def test_rerun_is_a_no_op_and_updated_rows_update_silver(
     assert (result.batches, result.inserted, result.updated, result.unchanged) == (("d2",), 1, 1, 1)
     silver = {r["id"]: r["delay"] for r in delta.read(spark, tables.silver).collect()}
     assert silver == {1: 50.0, 2: 7.0, 6: 2.0, 7: 0.0}
+    # the keys rule ran on silver's rows of the three merged keys, and passed
+    checked = result.silver_validation
+    assert checked is not None and checked.results == {"keys_unique": True}
+    assert checked.report_json is not None and Path(checked.report_json).is_file()
 
 
 def test_a_fail_rule_stops_the_job_and_leaves_silver_untouched(
@@ -205,3 +209,67 @@ def test_a_bad_sql_expression_is_a_config_error_naming_it(
     ingest.run(spark, cfg)
     dataset = str(tmp_path / "conf" / "datasets" / "trips.yaml")
     assert main(["clean", "--dataset", dataset]) == 2
+
+
+def _silver_rows(spark: SparkSession, path: str) -> list[tuple[object, ...]]:
+    return sorted(tuple(r) for r in delta.read(spark, path).drop("_ingested_at").collect())
+
+
+@pytest.mark.parametrize("severity", ["fail", "warn"])
+def test_keys_silver_holds_twice_fail_the_unique_rule_after_the_merge(
+    spark: SparkSession,
+    lakehouse: Path,
+    tmp_path: Path,
+    severity: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The batch is deduplicated on the keys, so its keys are unique by
+    construction: the rule over the keys is checked on silver after the
+    MERGE, on the keys the batch merged. A key an outside writer put in
+    silver twice fails it: with `fail`, silver is restored to its version
+    before the run and the batch is not marked cleaned; with `warn`, it is
+    logged and the batch lands."""
+    write_lines(tmp_path / "in" / "day1.csv", [TRIPS_HEADER, *DAY1])
+    rules = [*RULES[:3], {**RULES[3], "severity": severity}, RULES[4]]
+    cfg = _setup(tmp_path, rules)
+    tables = tables_for(cfg.settings, "trips")
+    ingest.run(spark, cfg, batch_id="d1")
+    clean.run(spark, cfg)
+    # an outside writer (or an earlier bug) appends a second row for key 2
+    twice = delta.read(spark, tables.silver).where("id = 2")
+    delta.append(spark.createDataFrame(twice.collect(), twice.schema), tables.silver)
+    before = (delta.version(spark, tables.silver), _silver_rows(spark, tables.silver))
+    assert len(before[1]) == 4
+    # key 7 new; key 2 again: changed under `fail` (MERGE updates both of
+    # its rows, which the reconciliation alone would report as a count that
+    # does not add up), unchanged under `warn` (so the batch lands)
+    delay = "8.0" if severity == "fail" else "7.0"
+    write_lines(
+        tmp_path / "in" / "day2.csv",
+        [TRIPS_HEADER, f"2,AA,{delay},2024-01-01", "7,AA,0.0,2024-01-03"],
+    )
+    ingest.run(spark, cfg, batch_id="d2")
+
+    if severity == "warn":
+        with caplog.at_level("WARNING", logger="lakeforge"):
+            result = clean.run(spark, cfg)
+        assert (result.inserted, result.unchanged) == (1, 1)
+        assert result.silver_validation is not None
+        assert result.silver_validation.results == {"keys_unique": False}
+        assert any("keys_unique (warn) failed" in m for m in caplog.messages)
+        assert len(_silver_rows(spark, tables.silver)) == 5
+        return
+    with pytest.raises(
+        DataQualityFailure,
+        match=rf"keys_unique .*silver holds 1 extra row.*silver restored to v{before[0]}",
+    ):
+        clean.run(spark, cfg)
+    after = (delta.version(spark, tables.silver), _silver_rows(spark, tables.silver))
+    assert after[1] == before[1]  # key 7 undone, silver as before the run
+    assert delta.read(spark, tables.clean_log).where("batch_id = 'd2'").count() == 0
+    dataset = str(tmp_path / "conf" / "datasets" / "trips.yaml")
+    capsys.readouterr()
+    assert main(["clean", "--dataset", dataset]) == 4  # d2 is still to clean, and fails again
+    assert "keys_unique" in capsys.readouterr().err
+    assert _silver_rows(spark, tables.silver) == before[1]

@@ -195,3 +195,19 @@ def test_numbers_are_settings_and_read_back_lineage_is_never_half_hidden(
         runs.log_json({"password": quoted}, "config/x.json")
     stored = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id)) / "config/x.json"
     assert "w0rd" not in stored.read_text() and "***" in stored.read_text()
+
+
+def test_the_jvm_log_pattern_hides_what_scrub_hides_and_cannot_break_its_layout() -> None:
+    """Spark's console log scrubs with `java_pattern` inside a log4j
+    `%replace{...}{pattern}{***}`: a value holding `}`, `${`, `%` or regex
+    syntax appears only as `\\uXXXX` escapes, and the pattern (Java's `\\u`
+    escapes and lookarounds read the same in Python) matches as scrub does."""
+    import re
+
+    odd = "z}${env:HOME}%n.*(q"
+    secrets.register(odd)
+    secrets.register("k8v")
+    pattern = secrets.java_pattern()
+    assert not set("{}$%") & set(pattern)
+    text = f"a {odd} b; k8v (k8v) k8vz"
+    assert re.sub(pattern, "***", text) == secrets.scrub(text) == "a *** b; *** (***) k8vz"

@@ -4,7 +4,9 @@ The suite is built from the config's table-level rules (unique, row_count,
 null_fraction). The result is saved as JSON and rendered as Data Docs HTML in
 a file-backed GX project under the dataset's `_quality` folder. GX reports a
 failed validation with `success == False` and raises nothing; the caller
-decides from `failed_rules` what to stop.
+decides from `failed_rules` what to stop. Clean validates two frames: the
+deduplicated batch, and silver's rows of the batch's keys after the MERGE
+(the `unique` rule over the keys); each has its own suite and report.
 """
 
 from __future__ import annotations
@@ -64,13 +66,22 @@ def _expectation(rule: Rule) -> Any:
 
 
 def validate_table(
-    df: DataFrame, rules: Sequence[Rule], dataset: str, batch_id: str, project_dir: str | None
+    df: DataFrame,
+    rules: Sequence[Rule],
+    dataset: str,
+    batch_id: str,
+    project_dir: str | None,
+    *,
+    scope: str = "batch",
 ) -> TableValidation:
     """Validate `df` against the table-level `rules`; write JSON + Data Docs when
-    `project_dir` is a local folder. No rules: nothing to run, success."""
+    `project_dir` is a local folder. No rules: nothing to run, success.
+    `scope` names what `df` holds (`batch`, `silver`): another scope gets
+    suites, names and a JSON report of its own, beside the batch's."""
     table_rules = [r for r in rules if not r.is_row_level]
     if not table_rules:
         return TableValidation(success=True)
+    suffix = "" if scope == "batch" else f"-{scope}"
     # unique with no columns means the dataset keys: resolved by the caller
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -84,22 +95,22 @@ def validate_table(
         else:
             context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        source = context.data_sources.add_or_update_spark(name="lakeforge")
+        source = context.data_sources.add_or_update_spark(name=f"lakeforge{suffix}")
         asset = source.add_dataframe_asset(name=dataset)
         batch_definition = asset.add_batch_definition_whole_dataframe(f"{dataset}-batch")
-        suite_name = f"{dataset}-table-rules"
+        suite_name = f"{dataset}{suffix}-table-rules"
         if any(s.name == suite_name for s in context.suites.all()):
             context.suites.delete(suite_name)
         suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
         for rule in table_rules:
             suite.add_expectation(_expectation(rule))
-        name = f"{dataset}-validation"
+        name = f"{dataset}{suffix}-validation"
         if any(v.name == name for v in context.validation_definitions.all()):
             context.validation_definitions.delete(name)
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
         )
-        checkpoint_name = f"{dataset}-checkpoint"
+        checkpoint_name = f"{dataset}{suffix}-checkpoint"
         if any(c.name == checkpoint_name for c in context.checkpoints.all()):
             context.checkpoints.delete(checkpoint_name)
         actions: list[Any] = (
@@ -124,7 +135,7 @@ def validate_table(
     report = None
     docs = None
     if project_dir is not None:
-        report = str(Path(project_dir) / f"validation-{batch_id}.json")
+        report = str(Path(project_dir) / f"validation-{batch_id}{suffix}.json")
         Path(report).write_text(json.dumps(payload, indent=2, default=str))
         index = Path(project_dir) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
         docs = str(index) if index.is_file() else None

@@ -3,7 +3,10 @@
 The bronze batches not cleaned yet (or the one named by --batch-id) are
 normalised, checked by the row-level rules in one pass, deduplicated on the
 keys (latest first) and validated as a table by Great Expectations. A rule of
-severity `fail` stops the job before anything is written. The counts must
+severity `fail` stops the job before anything is written. A `unique` rule
+over the keys cannot fail on a batch deduplicated on them: it is checked on
+silver after the MERGE instead, on the keys the batch merged, and when it
+fails the MERGE is undone before the batch counts as cleaned. The counts must
 satisfy: bronze rows = inserted + updated + unchanged + quarantined +
 duplicates removed, or the job fails.
 """
@@ -28,7 +31,7 @@ from lakeforge.clean.transform import deduplicate, normalise, with_row_ids
 from lakeforge.config import JobConfig
 from lakeforge.config.cleaning import Rule
 from lakeforge.config.models import ROW_ID
-from lakeforge.errors import ConfigError, InputNotFound, ReconciliationError
+from lakeforge.errors import ConfigError, DataQualityFailure, InputNotFound, ReconciliationError
 from lakeforge.logs import timed
 from lakeforge.quality import gate
 from lakeforge.quality import rules as row_rules
@@ -69,7 +72,9 @@ class CleanResult:
     quarantined: int = 0
     duplicates: int = 0
     rule_counts: dict[str, int] | None = None
-    table_validation: TableValidation | None = None
+    table_validation: TableValidation | None = None  # the deduplicated batch's
+    # the `unique` rule over the keys, on silver's rows of the merged keys
+    silver_validation: TableValidation | None = None
     silver_version: int | None = None
 
     @property
@@ -83,7 +88,8 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
 
     Raises ConfigError (no keys, bad SQL in a rule or derived column),
     InputNotFound (no bronze table, unknown batch), DataQualityFailure (a
-    `fail` rule fired; silver untouched), ReconciliationError.
+    `fail` rule fired; silver untouched, or restored to its version before
+    the MERGE when the rule over the keys fails on silver), ReconciliationError.
     """
     sqlguard.check(spark, cfg)  # config SQL calls only what it may
     ds = cfg.dataset
@@ -144,6 +150,11 @@ class _Run:
     def label(self) -> str:
         return ",".join(self.batches)
 
+    @property
+    def quality_project(self) -> str | None:
+        """The local folder of the Great Expectations project (None on a URI)."""
+        return None if is_uri(self.tables.quality) else self.tables.quality
+
 
 def _clean(run_: _Run, tagged: DataFrame) -> CleanResult:
     ds = run_.cfg.dataset
@@ -163,8 +174,11 @@ def _clean(run_: _Run, tagged: DataFrame) -> CleanResult:
         )
     try:
         with timed(log, "clean: table validation (Great Expectations)") as stats:
-            project = None if is_uri(run_.tables.quality) else run_.tables.quality
-            validation = validate_table(deduped, run_.rules, ds.name, _slug(run_.label), project)
+            # the rule over the keys waits for silver (see _check_merged_keys)
+            on_batch = [r for r in run_.rules if not _on_keys(r, ds.keys)]
+            validation = validate_table(
+                deduped, on_batch, ds.name, _slug(run_.label), run_.quality_project
+            )
             stats.update(rules=len(validation.results), passed=sum(validation.results.values()))
         gate.enforce(run_.rules, summary.counts, validation, f"{ds.name} batch(es) {run_.label}")
         result = _write(run_, failed, deduped, n_deduped, duplicates, summary)
@@ -181,7 +195,8 @@ def _write(
     duplicates: int,
     summary: row_rules.RuleSummary,
 ) -> CleanResult:
-    """Quarantine first (replacing these batches' rows), then MERGE or append, reconcile, log."""
+    """Quarantine first (replacing these batches' rows), then MERGE (and check the
+    rule over the keys on silver) or append, reconcile, log."""
     spark, tables, ds = run_.spark, run_.tables, run_.cfg.dataset
     hidden = (*LINEAGE, row_rules.FAILED, row_rules.WARNED)
     quarantine = failed.select(
@@ -194,6 +209,7 @@ def _write(
     # run left for them (a run that crashed after writing them, then met new
     # batches; `clean --batch-id A` again): each batch's rows are there once.
     these = _batch_predicate("_batch_id", run_.batches)
+    silver_validation = None
     with timed(log, "clean: write silver") as stats:
         delta.replace_where(quarantine, tables.silver_quarantine, these)
         if not ds.keys:
@@ -208,6 +224,12 @@ def _write(
             after = delta.count(spark, tables.silver)
             stats.update(inserted=merged.inserted, updated=merged.updated)
     if ds.keys:
+        ours = 0 if before_version is None else before_version + 1
+        # the version our MERGE committed, when no other writer committed beside it
+        commit = ours if (merged.inserted or merged.updated) and after_version == ours else None
+        # before the reconciliation: a key silver holds twice also breaks the
+        # counts (MERGE updates both rows), and the rule names the cause
+        silver_validation = _check_merged_keys(run_, deduped, before_version, commit)
         # each term measured: inserted, updated and the rows MERGE read from
         # its own commit metrics; duplicates by their own count; the
         # quarantine counted in its table by the reconciliation
@@ -226,7 +248,6 @@ def _write(
             raise ReconciliationError(
                 f"clean: MERGE read {source} source rows, {n_deduped} were sent to it"
             )
-        ours = 0 if before_version is None else before_version + 1
         growth = (before, after) if after_version in (before_version, ours) else None
         _reconcile(spark, tables, result, growth, deduped, ds.keys, summary.rows)
     else:
@@ -238,7 +259,70 @@ def _write(
         tables.clean_log,
         _batch_predicate("batch_id", run_.batches),
     )
-    return replace(result, silver_version=delta.version(spark, tables.silver))
+    return replace(
+        result,
+        silver_version=delta.version(spark, tables.silver),
+        silver_validation=silver_validation,
+    )
+
+
+def _on_keys(rule: Rule, keys: list[str]) -> bool:
+    """A `unique` rule over exactly the dataset keys (its columns resolved)."""
+    columns = rule.columns or ([rule.column] if rule.column else [])
+    return rule.type == "unique" and bool(keys) and sorted(columns) == sorted(keys)
+
+
+def _check_merged_keys(
+    run_: _Run, deduped: DataFrame, before: int | None, commit: int | None
+) -> TableValidation | None:
+    """The `unique` rule over the keys, validated by Great Expectations on
+    silver after the MERGE: its rows with the keys this run merged (matched
+    null-safe, as MERGE matches), so the check grows with the batch, not the
+    table. The batch itself is deduplicated on the keys and cannot break the
+    rule; silver can (a key another writer put in twice, silver built with
+    other keys). A `warn` rule is logged. A `fail` rule undoes our MERGE
+    (`commit`: its version, None when it made none or another writer
+    committed beside it) before the batch is logged as cleaned, and raises
+    DataQualityFailure naming the rule, the extra rows and what became of
+    silver."""
+    ds = run_.cfg.dataset
+    rules = [r for r in run_.rules if _on_keys(r, ds.keys)]
+    if not rules:
+        return None
+    spark, path = run_.spark, run_.tables.silver
+    mine = deduped.select(*ds.keys).alias("m")
+    silver = delta.read(spark, path, as_of=commit).alias("s")
+    same = [F.col(f"s.`{k}`").eqNullSafe(F.col(f"m.`{k}`")) for k in ds.keys]
+    merged_keys = silver.join(mine, reduce(operator.and_, same), "left_semi").select(*ds.keys)
+    merged_keys = merged_keys.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with timed(log, "clean: keys on silver after MERGE (Great Expectations)") as stats:
+            validation = validate_table(
+                merged_keys, rules, ds.name, _slug(run_.label), run_.quality_project, scope="silver"
+            )
+            stats.update(rules=len(validation.results), passed=sum(validation.results.values()))
+        where = f"{ds.name} batch(es) {run_.label}: silver after MERGE"
+        stops = gate.fired(rules, {}, validation, where)
+        if not stops:
+            return validation
+        extra = _duplicates(merged_keys, ds.keys)
+    finally:
+        merged_keys.unpersist()
+    if commit is None:
+        outcome = (
+            "silver not restored: this run's MERGE changed nothing, or another writer "
+            "committed beside it"
+        )
+    elif before is None:
+        outcome = f"silver was created by this run (v{commit}) and is left as it is"
+    elif delta.undo(spark, path, commit):
+        outcome = f"silver restored to v{before} (this run's MERGE, v{commit}, undone)"
+    else:
+        outcome = f"silver not restored: another writer committed after this run's MERGE v{commit}"
+    raise DataQualityFailure(
+        f"{where}: rule(s) of severity fail fired: {'; '.join(stops)}; silver holds {extra} "
+        f"extra row(s) for keys of this batch; {outcome}"
+    )
 
 
 def _batch_predicate(column: str, batches: tuple[str, ...]) -> str:

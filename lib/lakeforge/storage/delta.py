@@ -151,6 +151,17 @@ def upsert(df: DataFrame, path: str, keys: Sequence[str], compare: Sequence[str]
     return with_retry(attempt, what=f"MERGE into {path}")
 
 
+def undo(spark: SparkSession, path: str, commit: int) -> bool:
+    """Undo `commit` of the table at `path` by restoring the version before it
+    (a RESTORE commit; time travel still shows the undone one), only while it
+    is the table's latest commit: a later one is another writer's, and is not
+    thrown away. True when undone."""
+    if commit < 1 or version(spark, path) != commit:
+        return False
+    DeltaTable.forPath(spark, path).restoreToVersion(commit - 1)
+    return True
+
+
 def commit_metrics(spark: SparkSession, path: str, at: int, operation: str) -> dict[str, str]:
     """The operation metrics Delta recorded for version `at` of the table,
     checked to be an `operation` commit."""
