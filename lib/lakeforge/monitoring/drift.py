@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 _EPSILON = 1e-4  # share given to an empty bin, so PSI stays finite
 _KS_STEPS = 100
 _ACCURACY = 1000  # percentile_approx's: a relative error of 1/1000
-_OTHER, _MISSING = "(other)", "(missing)"
+_OTHER_BIN, _MISSING_BIN = -2, -1  # the pooled bins' positions when counting a batch
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,8 @@ def profile_categorical(
     grouped aggregation for all columns."""
     if not columns:
         return []
-    ranked = Window.partitionBy("i").orderBy(F.desc("count"), "v")
+    # nulls ranked apart: a frequent missing value takes no category's place
+    ranked = Window.partitionBy("i", F.col("v").isNull()).orderBy(F.desc("count"), "v")
     rows = (
         _long(reference, columns, "string")
         .groupBy("i", "v")
@@ -240,21 +241,22 @@ def compare_categorical(profiles: Sequence[CategoricalProfile], current: DataFra
         return []
     spark = current.sparkSession
     long = _long(current, [p.column for p in profiles], "string")
-    listed = [(i, v) for i, p in enumerate(profiles) for v in p.categories]
-    frequent = spark.createDataFrame(listed, "i int, v string").withColumn("top", F.lit(True))
+    listed = [(i, v, k) for i, p in enumerate(profiles) for k, v in enumerate(p.categories)]
+    frequent = spark.createDataFrame(listed, "i int, v string, k int")
+    # bins by position (a category, then other, then missing), never by a
+    # label a real value could share
     value = F.col("v")
-    label = (
-        F.when(value.isNull(), F.lit(_MISSING))
-        .when(F.col("top").isNotNull(), value)
-        .otherwise(F.lit(_OTHER))
+    position = F.when(value.isNull(), F.lit(_MISSING_BIN)).otherwise(
+        F.coalesce(F.col("k"), F.lit(_OTHER_BIN))
     )
     labelled = long.join(F.broadcast(frequent), ["i", "v"], "left")
-    rows = labelled.groupBy("i", label.alias("label")).count().collect()
-    counted = {(int(r["i"]), str(r["label"])): float(r["count"]) for r in rows}
+    rows = labelled.groupBy("i", position.alias("k")).count().collect()
+    counted = {(int(r["i"]), int(r["k"])): float(r["count"]) for r in rows}
     found = []
     for i, p in enumerate(profiles):
-        bins = [*p.categories, _OTHER, _MISSING]
-        observed = [counted.get((i, b), 0.0) for b in bins]
+        n = len(p.categories)
+        observed = [counted.get((i, k), 0.0) for k in range(n)]
+        observed += [counted.get((i, _OTHER_BIN), 0.0), counted.get((i, _MISSING_BIN), 0.0)]
         found.append(Drift(p.column, "categorical", psi(p.counts, observed), None))
     return found
 

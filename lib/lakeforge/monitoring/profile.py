@@ -6,7 +6,7 @@ It summarises every model input (derived columns and date parts included,
 as the model's own stages compute them) and the model's output on those rows:
 bin edges and counts, a quantile grid, category counts (see `drift`). Monitor
 reads it from the model's run; silver's time travel is then only needed to
-reproduce the run, and a VACUUM of old versions cannot break monitoring.
+reproduce the run (the batch's own silver version is still read).
 """
 
 from __future__ import annotations

@@ -251,11 +251,13 @@ def _performance(
     trained_on = (
         delta.read(spark, model.split_table, as_of=model.split_version)
         .where(F.col(SPLIT) == TRAIN)
-        .select(*[F.col(k).alias(f"__t_{k}") for k in keys])
+        .select(*[F.col(k).alias(f"__t_{k}") for k in keys], F.lit(True).alias("__in_train"))
+        .distinct()  # a key the split table holds twice must not double a batch row
     )
     same = [F.col(k).eqNullSafe(F.col(f"__t_{k}")) for k in keys]
+    # matched by a marker, not by a key column: a key part may itself be null
     flagged = labelled.join(trained_on, reduce(operator.and_, same), "left").select(
-        *labelled.columns, F.col(f"__t_{keys[0]}").isNotNull().alias("__trained")
+        *labelled.columns, F.col("__in_train").isNotNull().alias("__trained")
     )
     if "probability" in labelled.columns:
         flagged = flagged.withColumn(
