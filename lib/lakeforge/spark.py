@@ -141,6 +141,11 @@ def build_session(settings: Settings, app_name: str | None = None) -> SparkSessi
     return spark
 
 
+# named so that Spark's redaction (`spark.redaction.regex`: "secret") hides
+# its value wherever Spark shows system properties (UI, event log)
+SCRUB_PROPERTY = "lakeforge.scrub.secrets"
+
+
 def scrub_jvm_log(spark: SparkSession) -> None:
     """Make the JVM's console log scrub the secrets known now, as ours does:
     a failed task's message is logged by Spark itself and may quote a config
@@ -153,10 +158,10 @@ def scrub_jvm_log(spark: SparkSession) -> None:
     system = jvm.java.lang.System
     pattern = secrets.java_pattern()
     if str(system.getProperty("log4j.configurationFile")) != f"file:{_LOG4J}" or (
-        str(system.getProperty("lakeforge.scrub")) == pattern
+        str(system.getProperty(SCRUB_PROPERTY)) == pattern
     ):
         return
-    system.setProperty("lakeforge.scrub", pattern)
+    system.setProperty(SCRUB_PROPERTY, pattern)
     log4j = jvm.org.apache.logging.log4j
     level = log4j.LogManager.getRootLogger().getLevel()
     log4j.LogManager.getContext(False).reconfigure()

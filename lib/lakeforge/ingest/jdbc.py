@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from lakeforge import secrets
 from lakeforge.config.models import Column, JdbcSource
 from lakeforge.errors import SPARK_ERRORS, ConfigError, UnreadableInput
+from lakeforge.spark import scrub_jvm_log
 
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -105,6 +106,7 @@ class Reader:
         self.spark = spark
         self.src = src
         self.secret = credentials(src)
+        scrub_jvm_log(spark)  # the password is known only now: Spark's log hides it too
 
     def _options(self, dbtable: str) -> dict[str, str]:
         return {
