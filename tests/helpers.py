@@ -119,3 +119,11 @@ def scores_frame(spark: SparkSession, n: int = 6000) -> DataFrame:
     frame.loc[rng.random(n) < 0.03, "x1"] = np.nan  # a few missing values to impute
     df = spark.createDataFrame(frame)
     return df.withColumn("x1", F.when(F.isnan("x1"), None).otherwise(F.col("x1")))
+
+
+def with_predict_where(cfg: JobConfig, where: str) -> JobConfig:
+    """`cfg` scoring the silver rows of `where` (a batch of its own)."""
+    ds = cfg.dataset.model_copy(
+        update={"predict": cfg.dataset.predict.model_copy(update={"where": where})}
+    )
+    return JobConfig(cfg.settings, ds, cfg.env, cfg.files)

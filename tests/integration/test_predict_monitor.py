@@ -18,7 +18,7 @@ from lakeforge.errors import ConfigError, DriftDetected, ReconciliationError
 from lakeforge.steps import monitor, predict, train
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
-from tests.helpers import job_config, scores_frame, write_scores_dataset
+from tests.helpers import job_config, scores_frame, with_predict_where, write_scores_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,6 @@ LINEAGE = {
     "_scored_at",
     "_batch_date",
 }
-
-
-def _with_batch(cfg: JobConfig, where: str) -> JobConfig:
-    ds = cfg.dataset.model_copy(
-        update={"predict": cfg.dataset.predict.model_copy(update={"where": where})}
-    )
-    return JobConfig(cfg.settings, ds, cfg.env, cfg.files)
 
 
 def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Path) -> None:
@@ -55,7 +48,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
     assert trained is not None
 
     # A batch from the same population as the training rows.
-    same = _with_batch(base, "id >= 4000")
+    same = with_predict_where(base, "id >= 4000")
     first = predict.run(spark, same, batch_id="same")
     assert first.rows == 2000
     gold = delta.read(spark, tables.predictions)
@@ -89,7 +82,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
 
     # The same batch id with a predict.where that now selects other rows is
     # not "already scored": its rows are replaced by the new selection.
-    narrower = predict.run(spark, _with_batch(base, "id >= 4500"), batch_id="same")
+    narrower = predict.run(spark, with_predict_where(base, "id >= 4500"), batch_id="same")
     assert not narrower.skipped and narrower.rows == 1500
     assert delta.read(spark, tables.predictions).where("_batch_id = 'same'").count() == 1500
     first = predict.run(spark, same, batch_id="same")
@@ -100,7 +93,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
     again = predict.run(spark, same, batch_id="again")
     assert (again.skipped, again.batch_id) == (True, "same")
     with pytest.raises(ConfigError, match=r"as batch same \(2000 rows\); run predict with"):
-        predict.run(spark, _with_batch(base, "id >= 3000"), batch_id="wider")
+        predict.run(spark, with_predict_where(base, "id >= 3000"), batch_id="wider")
     assert delta.read(spark, tables.predictions).count() == 2000
 
     quiet = monitor.run(spark, same, "same")
@@ -128,7 +121,7 @@ def test_predict_and_monitor(spark: SparkSession, tmp_path: Path, lakehouse: Pat
         "y",
     )
     delta.append(shifted_rows, tables.silver)
-    shifted = _with_batch(base, "id >= 10000")
+    shifted = with_predict_where(base, "id >= 10000")
     predict.run(spark, shifted, batch_id="shifted")
     with pytest.raises(DriftDetected, match=r"PSI above 0.2 for .*x1"):
         monitor.run(spark, shifted, "shifted")
@@ -173,7 +166,7 @@ def test_a_batch_the_model_scores_short_is_refused_before_gold_changes(
         "y",
     )
     delta.append(novel, tables.silver)
-    batch = _with_batch(cfg, "id >= 2000")
+    batch = with_predict_where(cfg, "id >= 2000")
     for _ in range(2):
         with pytest.raises(ReconciliationError, match=r"scored 1000 of 1010 silver rows"):
             predict.run(spark, batch, batch_id="b")

@@ -19,7 +19,6 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.config import JobConfig
 from lakeforge.errors import DriftDetected, InputNotFound
 from lakeforge.monitoring.profile import ARTIFACT, PREDICTION, ReferenceProfile
 from lakeforge.split.assign import SPLIT, TRAIN
@@ -27,7 +26,7 @@ from lakeforge.steps import monitor, predict, train
 from lakeforge.storage import delta
 from lakeforge.storage.paths import tables_for
 from lakeforge.tracking.models import serving_model
-from tests.helpers import job_config, scores_frame, write_scores_dataset
+from tests.helpers import job_config, scores_frame, with_predict_where, write_scores_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +35,6 @@ FEATURES = {
     "numeric": {"columns": ["x1", "x2", "noise", "x12"], "impute": "median"},
     "categorical": {"columns": ["segment"]},
 }
-
-
-def _batch(cfg: JobConfig, where: str) -> JobConfig:
-    ds = cfg.dataset.model_copy(
-        update={"predict": cfg.dataset.predict.model_copy(update={"where": where})}
-    )
-    return JobConfig(cfg.settings, ds, cfg.env, cfg.files)
 
 
 def test_monitor_measures_against_the_train_split_profile_stored_with_the_model(
@@ -102,7 +94,7 @@ def test_monitor_measures_against_the_train_split_profile_stored_with_the_model(
     assert segment.counts == [float(counts[c]) for c in segment.categories] + [0.0, 0.0]
 
     # a batch like the training rows: quiet, the derived input measured too
-    same = _batch(base, "id >= 4000 AND id < 6000")
+    same = with_predict_where(base, "id >= 4000 AND id < 6000")
     predict.run(spark, same, batch_id="same")
     quiet = monitor.run(spark, same, "same")
     assert {d.subject for d in quiet.drifts} == {"x1", "x2", "noise", "x12", "segment", PREDICTION}
@@ -118,7 +110,7 @@ def test_monitor_measures_against_the_train_split_profile_stored_with_the_model(
         "y",
     )
     delta.append(moved, tables.silver)
-    shifted = _batch(base, "id >= 10000 AND id < 20000")
+    shifted = with_predict_where(base, "id >= 10000 AND id < 20000")
     predict.run(spark, shifted, batch_id="moved")
     with pytest.raises(DriftDetected, match="x12"):
         monitor.run(spark, shifted, "moved")
