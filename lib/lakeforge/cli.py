@@ -113,7 +113,7 @@ STEPS: dict[str, tuple[StepFn, str]] = {
     "monitor": (
         _monitor,
         "Drift (PSI, KS) of every model input and of the prediction between the model's "
-        "training snapshot and a scored batch (--batch-id, default the latest), and the "
+        "train-split profile and a scored batch (--batch-id, default the latest), and the "
         "batch's metrics once labels exist; rows to the monitoring Delta table and MLflow. "
         "Exit 5 when a PSI passes monitor.psi_threshold (time to retrain).",
     ),

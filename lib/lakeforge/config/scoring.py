@@ -19,7 +19,7 @@ class PredictConfig(Model):
 class MonitorConfig(Model):
     # PSI above this for any feature or the prediction is drift (0.1 notable, 0.25 major)
     psi_threshold: Annotated[float, Field(gt=0.0)] = 0.2
-    # bins of the numeric histograms (quantiles of the training snapshot)
+    # bins of the numeric histograms (quantiles of the train split, fixed at training)
     bins: Annotated[int, Field(ge=2, le=100)] = 10
     # categories kept by name per feature; rarer ones are pooled as "other"
     top_categories: Annotated[int, Field(ge=1)] = 30

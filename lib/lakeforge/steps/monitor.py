@@ -102,7 +102,8 @@ def run(
     result = _already_measured(spark, tables.monitoring, batch, version, settings, source_version)
     if result is None:
         model = serving_model(cfg.settings.mlflow.tracking_uri, name, int(version))
-        with timed(log, f"monitor: batch {batch} vs training snapshot of {name} v{version}") as s:
+        what = f"monitor: batch {batch} vs the training profile of {name} v{version}"
+        with timed(log, what) as s:
             result = _measure(spark, cfg, model, batch, scored, source_version, settings)
             s.update(subjects=len(result.drifts), drifted=len(result.drifted))
     else:
