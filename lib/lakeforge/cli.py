@@ -58,7 +58,7 @@ def _predict(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> N
 def _monitor(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
     from lakeforge.steps import monitor
 
-    monitor.run(spark, cfg, batch_id=args.batch_id)
+    monitor.run(spark, cfg, batch_id=args.batch_id, source=args.source)
 
 
 def _pipeline(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
             add_pipeline_arguments(sub)
         if name == "maintain":
             add_maintain_arguments(sub)
+        if name == "monitor":
+            add_monitor_arguments(sub)
     doctor = steps.add_parser(
         "doctor",
         help="Check that this machine can run the jobs",
@@ -183,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--env", default="local", metavar="ENV", help="environment overlay to check (local)"
     )
+    serve = steps.add_parser(
+        "serve",
+        help="Answer predictions over HTTP with the champion, without Spark",
+        description=SERVE_HELP,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(serve, batches=False)
+    add_serve_arguments(serve)
     init = steps.add_parser(
         "init",
         help="Write a starter dataset config from a data file",
@@ -200,6 +211,62 @@ DOCTOR_HELP = (
     "the Delta jars, the Spark master of --env, the lakehouse (writable) and the MLflow "
     "tracking store (reachable). Prints a fix for each failed check; exit 1 if any failed."
 )
+
+
+SERVE_HELP = (
+    "Serve the dataset's registered model (the version --alias names, default champion) "
+    "over HTTP from its ONNX form, with no Spark and no JVM: POST /predict (one record or a "
+    "list, the silver columns the model reads), GET /health, GET /metadata. Follows the "
+    "alias and switches to a new version without failing a request; appends every answer "
+    "to the Delta table NAME/online_predictions (monitor --source online reads it)."
+)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alias", default="champion", help="registry alias to serve (champion)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    parser.add_argument(
+        "--max-batch", type=int, default=1000, metavar="N", help="records per request (1000)"
+    )
+    parser.add_argument(
+        "--reload-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how often to check the alias for a new version (10; 0: never)",
+    )
+    parser.add_argument(
+        "--no-inference-log",
+        action="store_true",
+        help="do not append answers to NAME/online_predictions",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """`lakeforge serve`: no Spark session, like doctor and init."""
+    from lakeforge.steps import serve
+
+    configure()
+    cfg: JobConfig | None = None
+    try:
+        cfg = load_job_config(args.dataset, args.env)
+        configure(cfg.settings.log_level)
+        options = serve.ServeOptions(
+            alias=args.alias,
+            host=args.host,
+            port=args.port,
+            max_batch=args.max_batch,
+            reload_seconds=args.reload_seconds,
+            inference_log=not args.no_inference_log,
+        )
+        serve.run(cfg, options)
+    except LakeforgeError as exc:
+        sys.stderr.write(secrets.scrub(f"lakeforge serve: error: {exc}\n"))
+        return exc.exit_code
+    except Exception as exc:
+        return _unexpected("serve", cfg, exc, debug=args.debug)
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -241,6 +308,16 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         "--retrain-on-drift",
         action="store_true",
         help="when monitor finds drift, retrain (training rows + the batch) instead of exit 5",
+    )
+
+
+def add_monitor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        choices=("batch", "online"),
+        default="batch",
+        help="batch: gold predictions (default); online: what `lakeforge serve` answered, "
+        "a batch per UTC day (online-YYYY-MM-DD)",
     )
 
 
@@ -303,11 +380,15 @@ def run_job(step: str, argv: Sequence[str]) -> int:
         add_pipeline_arguments(parser)
     if step == "maintain":
         add_maintain_arguments(parser)
+    if step == "monitor":
+        add_monitor_arguments(parser)
     return _run(step, parser.parse_args(list(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.step == "serve":  # no Spark: the ONNX model and delta-rs
+        return _serve(args)
     if args.step in ("doctor", "init"):  # no Spark, no dataset config to load first
         try:
             return _doctor(args) if args.step == "doctor" else _init(args)

@@ -47,6 +47,15 @@ def test_pipeline_on_flights_accounts_for_every_row_and_acts_on_drift(
         run.data.params["rows_test"]
     ) == count("silver", "month <= 9")
 
+    # Exported for online scoring: the ONNX model matched Spark on every test row
+    # (date parts, buckets, one-hot categories and the champion estimator).
+    for version in ("1", "2"):
+        exported = client.get_model_version("flights", version)
+        online = client.get_run(str(exported.run_id)).data
+        assert exported.tags["lakeforge.servable"] == "true", exported.tags
+        assert online.metrics["online_parity_max_diff"] <= 1e-5
+        assert online.metrics["online_parity_rows"] == int(online.params["rows_test"])
+
     # October-December scored (by the champion of the end of the run), with lineage.
     champion = client.get_model_version_by_alias("flights", "champion")
     assert count("predictions") == count("silver", "month > 9") == LATER_MONTHS

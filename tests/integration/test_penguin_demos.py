@@ -76,6 +76,10 @@ def test_penguin_demo_accounts_for_every_bird_and_beats_the_plain_reference(
     champion = client.get_model_version_by_alias(name, "champion")
     run = client.get_run(str(champion.run_id))
     metrics = run.data.metrics
+    # the champion, whichever estimator won, is served online as Spark scores it
+    assert champion.tags["lakeforge.servable"] == "true", champion.tags
+    assert metrics["online_parity_max_diff"] <= 1e-5
+    assert metrics["online_parity_rows"] == int(run.data.params["rows_test"])
 
     rows = assign(
         silver.where(spec.where or "true").where(F.col(spec.label).isNotNull()),

@@ -62,6 +62,19 @@ def test_compose_has_the_cluster_tracking_store_and_one_shot_pipeline(
     assert (REPO / "conf/env" / f"{command[command.index('--env') + 1]}.yaml").is_file()
 
 
+def test_compose_serves_the_champion_without_spark_after_the_pipeline(
+    compose: dict[str, Any],
+) -> None:
+    serve = compose["services"]["serve"]
+    command = serve["command"]
+    assert command[:2] == ["lakeforge", "serve"]  # not spark-submit: no JVM
+    assert (REPO / command[command.index("--dataset") + 1]).is_file()
+    assert serve["depends_on"]["pipeline"] == {"condition": "service_completed_successfully"}
+    assert serve["ports"] == ["127.0.0.1:8000:8000"]
+    assert command[command.index("--port") + 1] == "8000"
+    assert "/health" in " ".join(serve["healthcheck"]["test"])
+
+
 def test_everything_compose_builds_from_exists(compose: dict[str, Any]) -> None:
     builds = {json.dumps(s["build"]) for s in compose["services"].values() if "build" in s}
     assert len(builds) == 1  # one image for master, workers, server and jobs

@@ -43,13 +43,16 @@ from lakeforge.models.persistence import MembersReader, MembersWriter
 
 META_FEATURES = "__stack_features"
 _FOLD = "__stack_fold"
-_EPS = 1e-6
+# a base model's probabilities are clipped to [CLIP, 1 - CLIP] before log-odds
+CLIP = 1e-6
 # Members are Params of the estimator (as Pipeline's stages are) but not JSON:
 # they are saved as sub-folders, never in the metadata.
 _MEMBERS = ("baseEstimators", "metaEstimator")
 
 
-def _out(index: int, what: str) -> str:
+def member_column(index: int, what: str) -> str:
+    """The column base model `index` writes its `what` (prediction,
+    probability, raw) to; the ONNX export reads the same names."""
     return f"__stack{index}_{what}"
 
 
@@ -134,14 +137,14 @@ def _score_slots(model: Params, index: int, n_classes: int) -> list[Column]:
     meta-learner weighs the bases' evidence on the scale their own links use;
     or the raw margin of a classifier without probabilities."""
     if n_classes == 0:
-        return [F.col(_out(index, "prediction")).cast("double")]
+        return [F.col(member_column(index, "prediction")).cast("double")]
     if not (model.hasParam("probabilityCol") and model.isDefined("probabilityCol")):
-        raw = vector_to_array(F.col(_out(index, "raw")))
+        raw = vector_to_array(F.col(member_column(index, "raw")))
         return [raw[c] for c in range(1, n_classes)]
-    p = vector_to_array(F.col(_out(index, "probability")))
+    p = vector_to_array(F.col(member_column(index, "probability")))
 
     def clipped(c: int) -> Column:
-        return F.least(F.greatest(p[c], F.lit(_EPS)), F.lit(1.0 - _EPS))
+        return F.least(F.greatest(p[c], F.lit(CLIP)), F.lit(1.0 - CLIP))
 
     return [F.log(clipped(c)) - F.log(clipped(0)) for c in range(1, n_classes)]
 
@@ -269,9 +272,9 @@ class _Stacking(Estimator["StackingModel"], _StackingParams, MLReadable[Any], ML
                 featuresCol=self.getFeaturesCol(),
                 labelCol=self.getLabelCol(),
                 weightCol=weight,
-                predictionCol=_out(index, "prediction"),
-                probabilityCol=_out(index, "probability"),
-                rawPredictionCol=_out(index, "raw"),
+                predictionCol=member_column(index, "prediction"),
+                probabilityCol=member_column(index, "probability"),
+                rawPredictionCol=member_column(index, "raw"),
             )
             fitted: Model = wired.fit(rows)  # type: ignore[attr-defined]
             return fitted
@@ -341,7 +344,7 @@ class StackingModel(Model, _StackingParams, MLReadable["StackingModel"], MLWrita
             scores = F.concat(scores, vector_to_array(F.col(self.getFeaturesCol())))
         out = out.withColumn(META_FEATURES, array_to_vector(scores))
         temporary = [
-            _out(i, what)
+            member_column(i, what)
             for i in range(len(models))
             for what in ("prediction", "probability", "raw")
         ]

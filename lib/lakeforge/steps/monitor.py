@@ -76,9 +76,16 @@ class MonitorResult:
 
 
 def run(
-    spark: SparkSession, cfg: JobConfig, batch_id: str | None = None, *, signal: bool = True
+    spark: SparkSession,
+    cfg: JobConfig,
+    batch_id: str | None = None,
+    *,
+    signal: bool = True,
+    source: str = "batch",
 ) -> MonitorResult:
-    """Measure drift for `batch_id` (default: the latest scored batch).
+    """Measure drift for `batch_id` (default: the latest scored batch) of gold
+    predictions, or with `source="online"` of what `lakeforge serve` answered
+    (a batch is a UTC day there, e.g. `online-2026-12-04`).
 
     Raises InputNotFound (nothing scored yet), DriftDetected (exit 5) when a
     PSI passes the threshold and `signal` is true (the pipeline passes False
@@ -89,22 +96,40 @@ def run(
     if ds.train is None:
         raise ConfigError(f"{ds.name}: monitor needs the `train` section (the model's inputs)")
     tables = tables_for(cfg.settings, ds.name)
-    if not delta.is_table(spark, tables.predictions):
-        raise InputNotFound(f"no predictions table {tables.predictions}: run predict first")
-    gold = delta.read(spark, tables.predictions)
+    online = source == "online"
+    table = tables.online_predictions if online else tables.predictions
+    if not delta.is_table(spark, table):
+        step = "serve (with its inference log)" if online else "predict"
+        raise InputNotFound(f"no {source} predictions table {table}: run {step} first")
+    # the online log grows all day: measured at one version of it
+    table_version = delta.version(spark, table) if online else None
+    gold = delta.read(spark, table, as_of=table_version)
     batch = batch_id or _latest_batch(gold)
     scored = gold.where(F.col("_batch_id") == batch)
-    first = scored.select("_model_name", "_model_version", "_source_version").first()
+    first = (
+        scored.orderBy(F.desc("_scored_at"))
+        .select("_model_name", "_model_version", "_source_version")
+        .first()
+    )
     if first is None:
-        raise InputNotFound(f"batch {batch!r} is not in {tables.predictions}")
-    name, version, source_version = first[0], first[1], int(first[2])
+        raise InputNotFound(f"batch {batch!r} is not in {table}")
+    name, version = first[0], first[1]
+    if online:
+        # a day the alias moved holds two versions: the latest one is measured
+        scored = scored.where(F.col("_model_version") == version)
+        assert table_version is not None
+        source_version = table_version
+    else:
+        source_version = int(first[2])
     settings = _settings_sha256(cfg)
     result = _already_measured(spark, tables.monitoring, batch, version, settings, source_version)
     if result is None:
         model = serving_model(cfg.settings.mlflow.tracking_uri, name, int(version))
         what = f"monitor: batch {batch} vs the training profile of {name} v{version}"
         with timed(log, what) as s:
-            result = _measure(spark, cfg, model, batch, scored, source_version, settings)
+            result = _measure(
+                spark, cfg, model, batch, scored, source_version, settings, online=online
+            )
             s.update(subjects=len(result.drifts), drifted=len(result.drifted))
     else:
         log.info("monitor: batch %s with %s v%s already measured", batch, name, version)
@@ -128,6 +153,8 @@ def _measure(
     scored: DataFrame,
     source_version: int,
     settings: str,
+    *,
+    online: bool = False,
 ) -> MonitorResult:
     ds = cfg.dataset
     spec = ds.train
@@ -144,9 +171,12 @@ def _measure(
             reference.bins,
             reference.top_categories,
         )
-    current = delta.read(spark, tables.silver, as_of=source_version)
-    if ds.predict.where:
-        current = current.where(ds.predict.where)
+    if online:  # the inference log holds the inputs it was asked with
+        current = scored
+    else:
+        current = delta.read(spark, tables.silver, as_of=source_version)
+        if ds.predict.where:
+            current = current.where(ds.predict.where)
     numeric, categorical = reference.inputs()
     columns = [p.column for p in numeric] + [p.column for p in categorical]
     # the inputs as the model's own stages derive them (derived columns, date parts)
@@ -164,7 +194,8 @@ def _measure(
     finally:
         for frame in (observed, batch_output):
             frame.unpersist()
-    performance = _performance(spark, scored, current, ds.identity, spec, model)
+    # online answers carry no label (yet): no performance to measure
+    performance = {} if online else _performance(spark, scored, current, ds.identity, spec, model)
     drifted = [d.subject for d in drifts if d.psi > monitor.psi_threshold]
     now = datetime.now(UTC).replace(tzinfo=None)
     base = (batch, model.name, model.version, reference.silver_version, source_version)

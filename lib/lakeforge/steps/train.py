@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge import sqlguard
+from lakeforge import secrets, sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
@@ -37,6 +37,7 @@ from lakeforge.models.threshold import DecisionThreshold
 from lakeforge.models.weights import WEIGHT, balanced_weights, class_counts, with_weights
 from lakeforge.monitoring import profile
 from lakeforge.quality import learnable
+from lakeforge.serving import export
 from lakeforge.spark import cores
 from lakeforge.split.assign import FOLD, SPLIT, TEST, TRAIN, VALIDATION, assign
 from lakeforge.storage import delta
@@ -260,12 +261,14 @@ def _train(
                 weights = importances(model, names, feature_std)
                 columns = by_column(weights, spec.features)
                 figures = plots.figures(scored, spec.task, spec.label, weights, columns)
+                online = _export_online(model, scored, spec, n_classes, split_counts[TEST])
             finally:
                 scored.unpersist()
             stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
         runs.log_figures(figures)
+        runs.log_online(online)
         runs.log_importances(weights, columns, best.spec.estimator)
         with timed(log, "train: reference profile of the train split (for monitor)") as stats:
             reference = profile.build(
@@ -282,7 +285,15 @@ def _train(
             model_uri = runs.log_model(
                 model, example, model.transform(example).select("prediction")
             )
+            runs.add_online_flavour(model_uri, online)
             registered = mlflow.register_model(model_uri, model_name)
+            registry.mark_servable(
+                MlflowClient(),
+                model_name,
+                str(registered.version),
+                online.servable,
+                secrets.scrub(online.reason) if online.reason else None,
+            )
         decision = registry.gate(
             MlflowClient(),
             model_name,
@@ -321,6 +332,25 @@ def _train(
         class_weights=class_weights,
         column_importance=tuple(columns),
     )
+
+
+def _export_online(
+    model: PipelineModel, scored: DataFrame, spec: TrainConfig, classes: int, test_rows: int
+) -> export.Export:
+    """The model as ONNX, checked against Spark's scores of every test row;
+    a model that cannot be served is said so by name, and stays a batch model."""
+    with timed(log, "train: online export (ONNX), parity on the test split") as stats:
+        online = export.export(model, scored, spec.features.input_columns(), spec.task, classes)
+        if online.parity is not None:
+            if online.parity.rows != test_rows:  # every test row, counted where scored
+                raise AssertionError(
+                    f"online parity checked {online.parity.rows} rows of {test_rows}"
+                )
+            stats.update(rows=online.parity.rows, largest=f"{online.parity.largest:.2e}")
+        stats.update(servable=online.servable)
+    if online.reason is not None:
+        log.warning("online: %s; the model is registered for batch scoring only", online.reason)
+    return online
 
 
 def _write_splits(

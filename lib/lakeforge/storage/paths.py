@@ -59,6 +59,12 @@ class Tables:
         return self._at("predictions")
 
     @property
+    def online_predictions(self) -> str:
+        """What `lakeforge serve` answered: the requests' inputs, the answers
+        and gold's lineage columns, appended off the request path."""
+        return self._at("online_predictions")
+
+    @property
     def splits(self) -> str:
         """Which split and fold each labelled row was in for the latest train
         run (earlier runs: the table version logged in each run's params)."""

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from lakeforge.evaluation.metrics import better
+from lakeforge.serving.layout import ONLINE_REASON, SERVABLE
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +100,14 @@ def gate(
         decision.reason,
     )
     return decision
+
+
+def mark_servable(
+    client: MlflowClient, name: str, version: str, servable: bool, reason: str | None
+) -> None:
+    """Say on the registered version whether `lakeforge serve` can run it
+    (its ONNX form exists and matched Spark on every test row) and, if not,
+    why; predict scores it either way."""
+    client.set_model_version_tag(name, version, SERVABLE, str(servable).lower())
+    if reason is not None:
+        client.set_model_version_tag(name, version, ONLINE_REASON, reason[:7000])

@@ -8,9 +8,11 @@ import json
 import logging
 import os
 import platform
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -22,6 +24,15 @@ from pyspark.sql import DataFrame
 from lakeforge import secrets
 from lakeforge.errors import ConfigError
 from lakeforge.evaluation.threshold import ThresholdChoice
+from lakeforge.serving.export import Export
+from lakeforge.serving.layout import (
+    ARTIFACT_DIR,
+    MODEL_FILE,
+    ONLINE_REASON,
+    SERVABLE,
+    SIGNATURE_FILE,
+)
+from lakeforge.serving.pyfunc import LOADER_MODULE
 from lakeforge.tuning.search import CandidateScore
 
 log = logging.getLogger(__name__)
@@ -31,7 +42,15 @@ for _noisy in ("mlflow", "alembic"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-LIBRARIES = ("pyspark", "delta-spark", "mlflow", "great-expectations", "lakeforge", "numpy")
+LIBRARIES = (
+    "pyspark",
+    "delta-spark",
+    "mlflow",
+    "great-expectations",
+    "lakeforge",
+    "numpy",
+    "onnxruntime",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -132,6 +151,67 @@ def log_model(model: PipelineModel, example: DataFrame, scored: DataFrame) -> st
             model, artifact_path="model", signature=signature, pip_requirements=requirements
         )
     return str(info.model_uri)
+
+
+def log_online(online: Export) -> None:
+    """The online (ONNX) form of the model and its parity with Spark, or why
+    there is none: `online/model.onnx` and `online/signature.json` in the
+    run, the largest difference as a metric, servable as a tag."""
+    set_tags({SERVABLE: str(online.servable).lower()})
+    if online.reason is not None:
+        # an MLflow tag holds at most 8,000 characters; the worst row may be long
+        mlflow.set_tag(ONLINE_REASON, secrets.scrub(online.reason)[:7000])
+    if online.parity is not None:
+        mlflow.log_metrics(
+            {
+                "online_parity_max_diff": online.parity.largest,
+                "online_parity_rows": online.parity.rows,
+                "online_parity_label_mismatches": online.parity.mismatches,
+            }
+        )
+    if online.onnx is None or online.signature is None:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, MODEL_FILE).write_bytes(online.onnx)
+        Path(folder, SIGNATURE_FILE).write_text(online.signature.to_json())
+        mlflow.log_artifacts(folder, ARTIFACT_DIR)
+
+
+def add_online_flavour(model_uri: str, online: Export) -> None:
+    """Make the logged model's `python_function` flavour the ONNX model
+    (serving/pyfunc.py), its files in the model's `online/` folder, so MLflow
+    serves the registered version without Spark. The `spark` flavour, which
+    predict loads, stays as it is. A model that is not servable keeps MLflow's
+    Spark pyfunc."""
+    from mlflow.models import Model
+
+    if not online.servable or online.onnx is None or online.signature is None:
+        return
+    prefix = f"runs:/{mlflow.active_run().info.run_id}/"  # type: ignore[union-attr]
+    if not model_uri.startswith(prefix):
+        log.warning(
+            "train: %s is not in the run's artifacts: MLflow's pyfunc stays Spark", model_uri
+        )
+        return
+    artifact_path = model_uri.removeprefix(prefix)
+    with tempfile.TemporaryDirectory() as folder:
+        described = Path(
+            mlflow.artifacts.download_artifacts(f"{model_uri}/MLmodel", dst_path=folder)
+        )
+        mlmodel = Model.load(str(described))
+        spark_pyfunc = mlmodel.flavors["python_function"]
+        mlmodel.flavors["python_function"] = {
+            **{k: v for k, v in spark_pyfunc.items() if k in ("env", "python_version")},
+            "loader_module": LOADER_MODULE,
+            "data": ARTIFACT_DIR,
+        }
+        mlmodel.save(str(described))
+        files = Path(folder, ARTIFACT_DIR)
+        files.mkdir()
+        (files / MODEL_FILE).write_bytes(online.onnx)
+        (files / SIGNATURE_FILE).write_text(online.signature.to_json())
+        mlflow.log_artifacts(str(files), f"{artifact_path}/{ARTIFACT_DIR}")
+        mlflow.log_artifact(str(described), artifact_path)
 
 
 def log_json(data: object, artifact_file: str) -> None:

@@ -1,0 +1,99 @@
+"""A small builder for the ONNX graph of a fitted pipeline.
+
+Each Spark stage's converter adds nodes that read and write named columns,
+as the stage reads and writes DataFrame columns; the builder keeps, per
+column, the ONNX tensor that holds it now and its width (a scalar column is
+`[N, 1]`, a vector column `[N, width]`). Numbers are float64 all the way
+through (as in Spark), so a converted stage can match Spark to rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# ai.onnx 21: Equal on strings; ai.onnx.ml 3: tree thresholds as float64 tensors
+OPSET = 21
+ML_OPSET = 3
+ML = "ai.onnx.ml"
+
+
+class NotExportable(Exception):
+    """A stage (or a setting of it) the online model cannot reproduce; the
+    message names the stage and why."""
+
+
+@dataclass(frozen=True)
+class Column:
+    tensor: str  # the ONNX value holding the column now
+    width: int  # 1 for a scalar column
+    kind: str  # "number" (float64), "string", "index" (float64 category index)
+
+
+@dataclass
+class Graph:
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    initializers: list[onnx.TensorProto] = field(default_factory=list)
+    inputs: list[onnx.ValueInfoProto] = field(default_factory=list)
+    outputs: list[onnx.ValueInfoProto] = field(default_factory=list)
+    columns: dict[str, Column] = field(default_factory=dict)
+    _count: int = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def input(self, column: str, kind: str) -> None:
+        """A model input: one column of the silver row, `[N, 1]`."""
+        elem = TensorProto.STRING if kind == "string" else TensorProto.DOUBLE
+        self.inputs.append(helper.make_tensor_value_info(column, elem, [None, 1]))
+        self.columns[column] = Column(column, 1, kind)
+
+    def const(self, value: Any, hint: str = "c") -> str:
+        array = np.asarray(value)
+        if array.dtype.kind in "US":
+            array = array.astype(object)
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, **attrs: Any) -> str:
+        out = self.name(hint)
+        domain = ML if op_type in _ML_OPS else ""
+        self.nodes.append(helper.make_node(op_type, inputs, [out], domain=domain, **attrs))
+        return out
+
+    def column(self, name: str) -> Column:
+        try:
+            return self.columns[name]
+        except KeyError:
+            raise NotExportable(f"column {name!r} is read before any stage writes it") from None
+
+    def set(self, name: str, tensor: str, width: int, kind: str = "number") -> None:
+        self.columns[name] = Column(tensor, width, kind)
+
+    def output(self, name: str, tensor: str, elem: int, width: int | None) -> None:
+        self.nodes.append(helper.make_node("Identity", [tensor], [name]))
+        shape: list[int | None] = [None] if width is None else [None, width]
+        self.outputs.append(helper.make_tensor_value_info(name, elem, shape))
+
+    def model(self, doc: str) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            self.nodes, "lakeforge", self.inputs, self.outputs, initializer=self.initializers
+        )
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(ML, ML_OPSET)],
+            producer_name="lakeforge",
+            doc_string=doc,
+        )
+        model.ir_version = 10
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+_ML_OPS = {"LabelEncoder", "TreeEnsembleRegressor"}

@@ -1,0 +1,57 @@
+"""The ONNX model as MLflow's `python_function` flavour of the registered
+version, so `mlflow models serve -m models:/NAME@champion --env-manager local`
+serves it without Spark (the version's `spark` flavour, which predict
+loads, is untouched).
+
+MLflow imports this module by name (`loader_module` in the MLmodel file) and
+calls `_load_pyfunc` with the version's `online/` folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from lakeforge.serving.layout import MODEL_FILE, SIGNATURE_FILE
+from lakeforge.serving.signature import Signature, feeds
+
+LOADER_MODULE = "lakeforge.serving.pyfunc"
+
+
+class OnnxModel:
+    """MLflow's pyfunc interface over the ONNX session: a frame in (the
+    silver columns the model reads; others are ignored), a frame out with
+    `prediction` and, for a classifier, `probability`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.signature = Signature.from_json((folder / SIGNATURE_FILE).read_text())
+        self.session = ort.InferenceSession(
+            (folder / MODEL_FILE).read_bytes(), providers=["CPUExecutionProvider"]
+        )
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        columns = {
+            c: [None if _missing(v) else v for v in frame[c].tolist()]
+            for c in self.signature.names()
+            if c in frame.columns
+        }
+        tensors = self.session.run(None, feeds(self.signature, columns, len(frame)))
+        answers = dict(zip(self.outputs, tensors, strict=True))
+        out = pd.DataFrame({"prediction": answers["prediction"].reshape(-1)})
+        if "probability" in answers:
+            out["probability"] = [row.tolist() for row in answers["probability"]]
+        return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value))
+
+
+def _load_pyfunc(path: str) -> OnnxModel:
+    return OnnxModel(Path(path))

@@ -1,0 +1,227 @@
+"""ONNX export of fitted pipelines (issue 19): every stage lakeforge builds and
+every catalogue estimator that can be exported gives, on rows with nulls,
+unseen categories and dates, the probabilities and labels Spark gives;
+what cannot be exported is named; and the parity check fails when the ONNX
+model is not the model Spark scored with."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml import classification as clf
+from pyspark.ml import regression as reg
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakeforge.config.training import Features
+from lakeforge.features.stages import FEATURES, build_stages
+from lakeforge.models.threshold import DecisionThreshold
+from lakeforge.serving.export import TOLERANCE, check_parity, convert, export
+from lakeforge.serving.signature import feeds
+
+SCHEMA = "x1 double, x2 double, n int, c string, h int, d date, y double, z double"
+
+
+def _rows(spark: SparkSession, count: int, seed: int, categories: str) -> DataFrame:
+    """x1, x2 numeric (some null), n an int, c a string category (some null),
+    h an int category, d a date (some null); y a 3-class label, z a target."""
+    rng = random.Random(seed)
+    rows: list[tuple[Any, ...]] = []
+    for _ in range(count):
+        x1 = rng.gauss(0, 1)
+        x2 = rng.uniform(-5, 50)
+        c = rng.choice(categories)
+        h = rng.randrange(5)
+        d = dt.date(2023, 1, 1) + dt.timedelta(days=rng.randrange(800))
+        score = x1 + 0.05 * x2 + (1.5 if c == "a" else 0) + 0.3 * h + rng.gauss(0, 0.7)
+        y = 0.0 if score < 0.5 else 1.0 if score < 2 else 2.0
+        z = 3 * x1 - 0.2 * x2 + (4.0 if c == "b" else 0) + d.month * 0.1 + rng.gauss(0, 0.1)
+        rows.append(
+            (
+                None if rng.random() < 0.05 else x1,
+                None if rng.random() < 0.05 else x2,
+                rng.randrange(100),
+                None if rng.random() < 0.05 else c,
+                h,
+                None if rng.random() < 0.03 else d,
+                y,
+                z,
+            )
+        )
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def _features(**overrides: Any) -> Features:
+    spec: dict[str, Any] = {
+        "numeric": {"columns": ["x1", "x2", "n"], "impute": "median", "scale": "standard"},
+        "categorical": {"columns": ["c", "h"], "handle_invalid": "keep"},
+        "dates": [{"column": "d", "parts": ["dayofweek", "month", "year", "day"]}],
+        "buckets": [
+            {"column": "x2", "splits": [0, 10, 20.5]},
+            {"column": "x1", "quantiles": 4},
+        ],
+    }
+    spec.update(overrides)
+    return Features.model_validate(spec)
+
+
+COLUMNS = ["x1", "x2", "n", "c", "h", "d"]
+
+
+def _fit(
+    spark: SparkSession, spec: Features, estimator: Any, task: str, label: str
+) -> tuple[PipelineModel, DataFrame]:
+    train = _rows(spark, 600, 1, "abcd")
+    # scored rows hold categories training never saw ("e", "f") and nulls
+    test = _rows(spark, 300, 2, "abcdef")
+    stages = [*build_stages(spec, task, label), estimator.setFeaturesCol(FEATURES)]
+    model = Pipeline(stages=stages).fit(train)
+    return model, model.transform(test)
+
+
+def _binary(rows: DataFrame) -> DataFrame:
+    return rows.withColumn("y", (rows["y"] > 0).cast("double"))
+
+
+# (task, estimator class, params): built in the test, once Spark is up
+ESTIMATORS = [
+    ("binary", clf.LogisticRegression, {"regParam": 0.01}),
+    ("multiclass", clf.LogisticRegression, {"regParam": 0.01}),
+    ("binary", clf.LinearSVC, {"regParam": 0.01}),
+    ("binary", clf.DecisionTreeClassifier, {"maxDepth": 5}),
+    ("multiclass", clf.RandomForestClassifier, {"numTrees": 10, "seed": 3}),
+    ("binary", clf.RandomForestClassifier, {"numTrees": 10, "maxDepth": 6, "seed": 3}),
+    ("binary", clf.GBTClassifier, {"maxIter": 10, "maxDepth": 3, "seed": 3}),
+    ("regression", reg.LinearRegression, {"regParam": 0.1}),
+    ("regression", reg.DecisionTreeRegressor, {"maxDepth": 5}),
+    ("regression", reg.RandomForestRegressor, {"numTrees": 10, "seed": 3}),
+    ("regression", reg.GBTRegressor, {"maxIter": 10, "seed": 3}),
+]
+
+
+@pytest.mark.parametrize(
+    ("task", "kind", "params"), ESTIMATORS, ids=[f"{t}-{k.__name__}" for t, k, _ in ESTIMATORS]
+)
+def test_every_exportable_estimator_matches_spark_on_every_row(
+    spark: SparkSession, task: str, kind: Any, params: dict[str, Any]
+) -> None:
+    label = "z" if task == "regression" else "y"
+    estimator = kind(labelCol=label, **params)
+    spec = _features()
+    if task == "binary":
+        train = _binary(_rows(spark, 600, 1, "abcd"))
+        test = _binary(_rows(spark, 300, 2, "abcdef"))
+        stages = [*build_stages(spec, task, label), estimator.setFeaturesCol(FEATURES)]
+        model = Pipeline(stages=stages).fit(train)
+        scored = model.transform(test)
+    else:
+        model, scored = _fit(spark, spec, estimator, task, label)
+    classes = 0 if task == "regression" else 2 if task == "binary" else 3
+    online = export(model, scored, COLUMNS, task, classes)
+    if isinstance(estimator, clf.LinearSVC):
+        # margins, no probabilities: named, not served
+        assert online.reason is not None and "no class probabilities" in online.reason
+        return
+    online = export(model, scored, COLUMNS, task, classes)
+    assert online.reason is None, online.reason
+    assert online.parity is not None
+    # every scored row was checked, counted by the tasks that checked it
+    assert online.parity.rows == scored.count() == 300
+    assert online.parity.largest <= TOLERANCE, online.parity.largest
+    assert online.parity.mismatches == 0
+
+
+def test_one_hot_off_trees_split_on_category_sets(spark: SparkSession) -> None:
+    """Without one-hot encoding a tree splits an index on a set of categories
+    (onnxmltools kept only the first of them): every row still matches."""
+    spec = _features(
+        categorical={"columns": ["c", "h"], "handle_invalid": "keep", "one_hot": False},
+        numeric={"columns": ["x1", "x2"], "impute": "mean", "scale": "none"},
+    )
+    estimator = clf.RandomForestClassifier(labelCol="y", numTrees=15, maxDepth=6, seed=5)
+    model, scored = _fit(spark, spec, estimator, "multiclass", "y")
+    online = export(model, scored, COLUMNS, "multiclass", 3)
+    assert online.reason is None, online.reason
+
+
+@pytest.mark.parametrize("scale", ["minmax", "robust", "none"])
+def test_other_scalers_and_a_selector_match_spark(spark: SparkSession, scale: str) -> None:
+    spec = _features(
+        numeric={"columns": ["x1", "x2", "n"], "impute": "mean", "scale": scale},
+        select={"method": "variance", "threshold": 0.01},
+    )
+    model, scored = _fit(spark, spec, clf.LogisticRegression(labelCol="y"), "multiclass", "y")
+    online = export(model, scored, COLUMNS, "multiclass", 3)
+    assert online.reason is None, online.reason
+
+
+def test_a_tuned_decision_threshold_is_exported(spark: SparkSession) -> None:
+    train = _binary(_rows(spark, 600, 1, "abcd"))
+    test = _binary(_rows(spark, 300, 2, "abcdef"))
+    stages = build_stages(_features(), "binary", "y")
+    fitted = Pipeline(stages=[*stages, clf.LogisticRegression(labelCol="y")]).fit(train)
+    model = PipelineModel(stages=[*fitted.stages, DecisionThreshold(threshold=0.3)])
+    scored = model.transform(test)
+    online = export(model, scored, COLUMNS, "binary", 2)
+    assert online.reason is None, online.reason
+    # rows the threshold moved to class 1: the ONNX labels (checked on every
+    # row, mismatches 0) follow the threshold, not 0.5
+    positive = vector_to_array(F.col("probability"))[1]
+    assert scored.where((positive >= 0.3) & (positive < 0.5)).count() > 0
+    assert online.parity is not None and online.parity.mismatches == 0
+
+
+def test_a_derived_sql_feature_is_named_as_not_exportable(spark: SparkSession) -> None:
+    spec = _features(derive={"x3": "x1 * x2"})
+    spec.numeric.columns.append("x3")  # type: ignore[union-attr]
+    model, scored = _fit(spark, spec, clf.LogisticRegression(labelCol="y"), "multiclass", "y")
+    online = export(model, scored, COLUMNS, "multiclass", 3)
+    assert online.reason is not None
+    assert online.reason.startswith("not exportable: stage SQLTransformer")
+    assert "x1 * x2" in online.reason
+    assert online.onnx is None
+
+
+def test_parity_fails_with_the_worst_row_when_the_models_differ(spark: SparkSession) -> None:
+    """The check can fail: the ONNX model of one fit against the Spark scores
+    of another (a tree converter that drops a split would look the same)."""
+    spec = _features()
+    model_a, _ = _fit(
+        spark, spec, clf.LogisticRegression(labelCol="y", regParam=0.0), "multiclass", "y"
+    )
+    _, scored_b = _fit(
+        spark, spec, clf.LogisticRegression(labelCol="y", regParam=1.0), "multiclass", "y"
+    )
+    onnx_a, signature = convert(model_a, scored_b.schema, COLUMNS, "multiclass", 3)
+    parity = check_parity(scored_b, onnx_a, signature)
+    assert not parity.holds
+    assert parity.largest > 0.01
+    worst = json.loads(parity.worst)
+    assert set(worst["inputs"]) == set(COLUMNS)
+    assert worst["difference"] == pytest.approx(parity.largest)
+
+
+def test_the_onnx_model_answers_one_record_like_spark(spark: SparkSession) -> None:
+    """A record as JSON gives it (ISO date, null, an unseen category): the
+    same tensors the parity check fed, the same answer as Spark."""
+    spec = _features()
+    model, _ = _fit(spark, spec, clf.LogisticRegression(labelCol="y"), "multiclass", "y")
+    record = {"x1": 0.4, "x2": None, "n": 7, "c": "zz", "h": 3, "d": "2024-02-29"}
+    row = spark.createDataFrame([(0.4, None, 7, "zz", 3, dt.date(2024, 2, 29), 0.0, 0.0)], SCHEMA)
+    expected = model.transform(row).select("probability", "prediction").first()
+    assert expected is not None
+    onnx_bytes, signature = convert(model, row.schema, COLUMNS, "multiclass", 3)
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    prediction, probability = session.run(
+        ["prediction", "probability"], feeds(signature, {k: [v] for k, v in record.items()}, 1)
+    )
+    assert prediction[0, 0] == expected["prediction"]
+    np.testing.assert_allclose(probability[0], expected["probability"].toArray(), atol=1e-9)
