@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto
 from pyspark.ml import Transformer
 
-from lakeforge.serving.graph import Graph, NotExportable
+from lakeforge.serving.graph import Graph, NotExportable, tree_ensemble
 
 Converter = Callable[[Graph, Any], None]
 
@@ -179,28 +179,15 @@ class _Trees:
         emit(0)
 
     def op(self, graph: Graph, x: str, targets: int, base: list[float]) -> str:
-        n = self.nodes
-        return graph.op(
-            "TreeEnsembleRegressor",
-            [x],
+        return tree_ensemble(
+            graph,
+            x,
             "xgb_trees",
-            n_targets=targets,
-            aggregate_function="SUM",
-            base_values_as_tensor=numpy_helper.from_array(np.asarray(base, np.float64)),
-            nodes_treeids=n["treeids"],
-            nodes_nodeids=n["nodeids"],
-            nodes_featureids=n["featureids"],
-            nodes_modes=n["modes"],
-            nodes_values_as_tensor=numpy_helper.from_array(np.asarray(n["values"], np.float64)),
-            nodes_truenodeids=n["true"],
-            nodes_falsenodeids=n["false"],
-            nodes_missing_value_tracks_true=n["missing"],
-            target_treeids=self.leaves["treeids"],
-            target_nodeids=self.leaves["nodeids"],
-            target_ids=self.leaves["ids"],
-            target_weights_as_tensor=numpy_helper.from_array(
-                np.asarray(self.leaves["weights"], np.float64)
-            ),
+            targets=targets,
+            nodes=self.nodes,
+            leaves=self.leaves,
+            missing_goes_true=self.nodes["missing"],
+            base=base,
         )
 
 

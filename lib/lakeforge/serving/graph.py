@@ -97,3 +97,43 @@ class Graph:
 
 
 _ML_OPS = {"LabelEncoder", "TreeEnsembleRegressor"}
+
+
+def tree_ensemble(
+    graph: Graph,
+    x: str,
+    hint: str,
+    *,
+    targets: int,
+    nodes: dict[str, list[Any]],
+    leaves: dict[str, list[Any]],
+    missing_goes_true: list[int],
+    base: list[float] | None = None,
+) -> str:
+    """One TreeEnsembleRegressor summing every tree's leaf weights per target
+    (float32 output), thresholds and weights as float64 tensors. `nodes` holds
+    the lists treeids, nodeids, featureids, modes, values, true, false;
+    `leaves` treeids, nodeids, ids, weights."""
+    extra: dict[str, Any] = {}
+    if base is not None:
+        extra["base_values_as_tensor"] = numpy_helper.from_array(np.asarray(base, np.float64))
+    return graph.op(
+        "TreeEnsembleRegressor",
+        [x],
+        hint,
+        n_targets=targets,
+        aggregate_function="SUM",
+        nodes_treeids=nodes["treeids"],
+        nodes_nodeids=nodes["nodeids"],
+        nodes_featureids=nodes["featureids"],
+        nodes_modes=nodes["modes"],
+        nodes_values_as_tensor=numpy_helper.from_array(np.asarray(nodes["values"], np.float64)),
+        nodes_truenodeids=nodes["true"],
+        nodes_falsenodeids=nodes["false"],
+        nodes_missing_value_tracks_true=missing_goes_true,
+        target_treeids=leaves["treeids"],
+        target_nodeids=leaves["nodeids"],
+        target_ids=leaves["ids"],
+        target_weights_as_tensor=numpy_helper.from_array(np.asarray(leaves["weights"], np.float64)),
+        **extra,
+    )

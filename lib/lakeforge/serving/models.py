@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto
 from pyspark.ml import classification as clf
 from pyspark.ml import regression as reg
 
 from lakeforge.models.threshold import DecisionThreshold
-from lakeforge.serving.graph import Graph, NotExportable
+from lakeforge.serving.graph import Graph, NotExportable, tree_ensemble
 
 
 def _features(graph: Graph, model: Any) -> tuple[str, int]:
@@ -166,27 +166,14 @@ class _Ensemble:
             self.leaves["nodeids"][i] -= start
 
     def op(self, graph: Graph, x: str) -> str:
-        n = self.nodes
-        return graph.op(
-            "TreeEnsembleRegressor",
-            [x],
+        return tree_ensemble(
+            graph,
+            x,
             "trees",
-            n_targets=self.targets,
-            aggregate_function="SUM",
-            nodes_treeids=n["treeids"],
-            nodes_nodeids=n["nodeids"],
-            nodes_featureids=n["featureids"],
-            nodes_modes=n["modes"],
-            nodes_values_as_tensor=numpy_helper.from_array(np.asarray(n["values"], np.float64)),
-            nodes_truenodeids=n["true"],
-            nodes_falsenodeids=n["false"],
-            nodes_missing_value_tracks_true=[0] * len(n["modes"]),
-            target_treeids=self.leaves["treeids"],
-            target_nodeids=self.leaves["nodeids"],
-            target_ids=self.leaves["ids"],
-            target_weights_as_tensor=numpy_helper.from_array(
-                np.asarray(self.leaves["weights"], np.float64)
-            ),
+            targets=self.targets,
+            nodes=self.nodes,
+            leaves=self.leaves,
+            missing_goes_true=[0] * len(self.nodes["modes"]),
         )
 
 

@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -62,8 +62,8 @@ class OnlineLog:
         self,
         path: str,
         *,
-        flush_seconds: float = 2.0,
-        flush_rows: int = 5000,
+        flush_seconds: float = 5.0,
+        flush_rows: int = 20_000,
         capacity: int = 100_000,
     ) -> None:
         self.path = path
@@ -74,6 +74,9 @@ class OnlineLog:
         self._stop = threading.Event()
         self._writing = threading.Lock()  # one writer: the thread, or close()
         self._counting = threading.Lock()  # never held while writing
+        # pyarrow's first timestamp array loads the time zone database (~0.25 s
+        # holding the GIL): paid here, before the server takes a request
+        pa.array([datetime(2000, 1, 1, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))
         self._thread = threading.Thread(target=self._run, name="online-log", daemon=True)
         self._thread.start()
 

@@ -59,17 +59,5 @@ def run(cfg: JobConfig, options: ServeOptions) -> None:
         options.reload_seconds,
         online_log.path if online_log else "off",
     )
-    try:
-        uvicorn.run(
-            app, host=options.host, port=options.port, log_level="warning", access_log=False
-        )
-    finally:
-        current.stop()
-        if online_log is not None:
-            online_log.close()
-            counts = online_log.counts
-            log.info(
-                "serve: stopped; inference log: %d row(s) written, %d lost",
-                counts.rows_written,
-                counts.rows_lost,
-            )
+    # the app's lifespan stops the alias thread and flushes the log on shutdown
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False)
