@@ -179,14 +179,41 @@ def test_a_tuned_decision_threshold_is_exported(spark: SparkSession) -> None:
     assert online.parity is not None and online.parity.mismatches == 0
 
 
-def test_a_derived_sql_feature_is_named_as_not_exportable(spark: SparkSession) -> None:
-    spec = _features(derive={"x3": "x1 * x2"})
-    spec.numeric.columns.append("x3")  # type: ignore[union-attr]
+def test_derived_numeric_features_are_rebuilt_from_sparks_parse_tree(spark: SparkSession) -> None:
+    """`features.derive` in the numeric subset: arithmetic, functions, casts,
+    Spark's nulls (a log of a number <= 0: x2 goes down to -5) imputed as
+    Spark imputes them; a column only a derived feature reads (z) becomes an
+    input of its own."""
+    derive = {
+        "x3": "x1 * x2",
+        "x4": "log(x2) + abs(n) / 3",
+        "x5": "CAST(x2 AS INT) * 2 - n",
+        "x6": "pow(x1, 2) + sqrt(abs(z)) + log10(n + 1)",
+    }
+    spec = _features(
+        derive=derive,
+        numeric={"columns": ["x1", "x2", "n", *derive], "impute": "median"},
+    )
+    model, scored = _fit(spark, spec, clf.LogisticRegression(labelCol="y"), "multiclass", "y")
+    online = export(model, scored, COLUMNS, "multiclass", 3)
+    assert online.reason is None, online.reason
+    assert online.signature is not None
+    assert online.signature.names() == [*COLUMNS, "z"]
+    assert online.parity is not None and online.parity.rows == 300
+
+
+def test_a_derived_feature_outside_the_subset_is_named_as_not_exportable(
+    spark: SparkSession,
+) -> None:
+    spec = _features(
+        derive={"x3": "x1 * x2", "c_len": "length(c)"},
+        numeric={"columns": ["x1", "x2", "x3", "c_len"]},
+    )
     model, scored = _fit(spark, spec, clf.LogisticRegression(labelCol="y"), "multiclass", "y")
     online = export(model, scored, COLUMNS, "multiclass", 3)
     assert online.reason is not None
     assert online.reason.startswith("not exportable: stage SQLTransformer")
-    assert "x1 * x2" in online.reason
+    assert "derived column 'c_len'" in online.reason and "length" in online.reason
     assert online.onnx is None
 
 

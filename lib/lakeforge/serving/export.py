@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge.serving import ensembles, models, stages
+from lakeforge.serving import ensembles, models, neural, stages
 from lakeforge.serving.graph import Graph, NotExportable
 from lakeforge.serving.signature import Input, Signature, feeds
 
@@ -56,14 +56,14 @@ def convert(
     """The ONNX bytes of `model` reading silver `columns` (typed by `schema`),
     and its signature. Raises NotExportable naming the stage or column."""
     flat = _flatten(model)
-    graph = Graph()
-    inputs = [_input(schema, c, flat) for c in columns]
-    for spec in inputs:
-        graph.input(spec.name, spec.kind)
+    graph = Graph(resolve=lambda name: _input(schema, name, flat))
+    for name in columns:  # the declared inputs first, in order; others as stages read them
+        graph.column(name)
     for stage in flat:
         convert_stage = (
             stages.converter(stage)
             or models.CONVERTERS.get(type(stage))
+            or neural.CONVERTERS.get(type(stage))
             or ensembles.converter(stage)
         )
         if convert_stage is None:
@@ -84,7 +84,7 @@ def convert(
         graph.output(PROBABILITY, graph.column(PROBABILITY).tensor, TensorProto.DOUBLE, classes)
     doc = f"lakeforge {task} model: {' -> '.join(type(s).__name__ for s in flat)}"
     onnx_model = graph.model(doc)
-    return onnx_model.SerializeToString(), Signature(task, classes, tuple(inputs))
+    return onnx_model.SerializeToString(), Signature(task, classes, tuple(graph.declared))
 
 
 def _flatten(model: Transformer) -> list[Transformer]:
@@ -93,9 +93,9 @@ def _flatten(model: Transformer) -> list[Transformer]:
     return [model]
 
 
-def _input(schema: T.StructType, name: str, flat: list[Transformer]) -> Input:
+def _input(schema: T.StructType, name: str, flat: list[Transformer]) -> Input | None:
     if name not in schema.fieldNames():
-        raise NotExportable(f"input {name!r} is not a column of the rows scored")
+        return None
     kind_of = schema[name].dataType
     if isinstance(kind_of, T.StringType):
         return Input(name, "string", _refused_categories(name, flat))
@@ -222,7 +222,14 @@ def _describe(
         },
         "onnx": {name: np.asarray(value[at]).tolist() for name, value in answers.items()},
     }
-    return json.dumps(shown, default=str)
+    return json.dumps(shown, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as numbers, dates as ISO text: the row as a person reads it."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 @dataclass(frozen=True)

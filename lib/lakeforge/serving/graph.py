@@ -9,12 +9,15 @@ through (as in Spark), so a converted stage can match Spark to rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from lakeforge.serving.signature import Input
 
 # ai.onnx 21: Equal on strings; ai.onnx.ml 3: tree thresholds as float64 tensors
 OPSET = 21
@@ -41,17 +44,22 @@ class Graph:
     inputs: list[onnx.ValueInfoProto] = field(default_factory=list)
     outputs: list[onnx.ValueInfoProto] = field(default_factory=list)
     columns: dict[str, Column] = field(default_factory=dict)
+    # a silver column a stage reads becomes a model input on first use
+    # (resolve says what kind it is, None when the rows have no such column)
+    resolve: Callable[[str], Input | None] = lambda _name: None
+    declared: list[Input] = field(default_factory=list)
     _count: int = 0
 
     def name(self, hint: str) -> str:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def input(self, column: str, kind: str) -> None:
+    def input(self, spec: Input) -> None:
         """A model input: one column of the silver row, `[N, 1]`."""
-        elem = TensorProto.STRING if kind == "string" else TensorProto.DOUBLE
-        self.inputs.append(helper.make_tensor_value_info(column, elem, [None, 1]))
-        self.columns[column] = Column(column, 1, kind)
+        elem = TensorProto.STRING if spec.kind == "string" else TensorProto.DOUBLE
+        self.inputs.append(helper.make_tensor_value_info(spec.name, elem, [None, 1]))
+        self.columns[spec.name] = Column(spec.name, 1, spec.kind)
+        self.declared.append(spec)
 
     def const(self, value: Any, hint: str = "c") -> str:
         array = np.asarray(value)
@@ -68,10 +76,12 @@ class Graph:
         return out
 
     def column(self, name: str) -> Column:
-        try:
-            return self.columns[name]
-        except KeyError:
-            raise NotExportable(f"column {name!r} is read before any stage writes it") from None
+        if name not in self.columns:
+            spec = self.resolve(name)
+            if spec is None:
+                raise NotExportable(f"column {name!r} is read before any stage writes it")
+            self.input(spec)
+        return self.columns[name]
 
     def set(self, name: str, tensor: str, width: int, kind: str = "number") -> None:
         self.columns[name] = Column(tensor, width, kind)

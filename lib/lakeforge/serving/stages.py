@@ -25,6 +25,7 @@ from pyspark.ml import Transformer
 from pyspark.ml import feature as ml
 
 from lakeforge.features.dateparts import DateParts
+from lakeforge.serving.derive import derive, derived_columns
 from lakeforge.serving.graph import Graph, NotExportable
 from lakeforge.serving.signature import NULL_STRING
 
@@ -42,23 +43,30 @@ def _pairs(stage: Any) -> list[tuple[str, str]]:
 
 
 def sql(graph: Graph, stage: ml.SQLTransformer) -> None:
+    """The bucket preparation lakeforge writes itself, or `features.derive`
+    expressions in the numeric subset serving/derive.py rebuilds."""
     statement = stage.getStatement()
     body = _SELECT.match(statement.strip())
     items = _AS_NAN.findall(body.group(1)) if body else []
     rebuilt = ", ".join(
         f"coalesce(CAST(`{c}` AS DOUBLE), double('NaN')) AS `{o}`" for c, o in items
     )
-    if not body or rebuilt != body.group(1).strip():
-        raise NotExportable(
-            f"stage SQLTransformer {statement!r}: derived SQL expressions are not exported "
-            "(only the bucket preparation lakeforge writes itself)"
-        )
-    for source, out in items:
-        column = graph.column(source)
-        if column.kind == "string":
-            raise NotExportable(f"stage SQLTransformer: CAST of string column {source!r}")
-        # inputs already carry a missing value as NaN
-        graph.set(out, column.tensor, 1, "number")
+    if body and items and rebuilt == body.group(1).strip():
+        for source, out in items:
+            column = graph.column(source)
+            if column.kind == "string":
+                raise NotExportable(f"stage SQLTransformer: CAST of string column {source!r}")
+            # inputs already carry a missing value as NaN
+            graph.set(out, column.tensor, 1, "number")
+        return
+    try:
+        for name, expression in derived_columns(graph, statement):
+            try:
+                derive(graph, name, expression)
+            except NotExportable as exc:
+                raise NotExportable(f"derived column {name!r}: {exc}") from None
+    except NotExportable as exc:
+        raise NotExportable(f"stage SQLTransformer {statement!r}: {exc}") from None
 
 
 # Days since 1970-01-01 (float64, NaN when missing) to calendar parts, in the
