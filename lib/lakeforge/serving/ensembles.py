@@ -11,7 +11,7 @@ import numpy as np
 from pyspark.ml import Transformer
 
 from lakeforge.models.stacking import CLIP, META_FEATURES, StackingModel, member_column
-from lakeforge.serving import boosted, models
+from lakeforge.serving import boosted, models, neural
 from lakeforge.serving.graph import Graph, NotExportable
 
 Converter = Callable[[Graph, Any], None]
@@ -50,7 +50,11 @@ def stacking(graph: Graph, stage: StackingModel) -> None:
 
 
 def _convert_member(graph: Graph, member: Any, where: str) -> None:
-    convert_member = models.CONVERTERS.get(type(member)) or boosted.converter(member)
+    convert_member = (
+        models.CONVERTERS.get(type(member))
+        or neural.CONVERTERS.get(type(member))
+        or boosted.converter(member)
+    )
     if convert_member is None:
         raise NotExportable(f"{where} {type(member).__name__}: no ONNX converter")
     try:
