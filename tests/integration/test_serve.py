@@ -155,6 +155,8 @@ def test_serve_answers_like_gold_reloads_without_failing_and_logs_to_delta(
         assert status == 422 and problem["detail"][0]["field"] == "x2"
         status, problem = _call(f"{server.url}/predict", [records[0]] * 51)
         assert status == 413
+        status, problem = _call(f"{server.url}/predict", {**records[0], "x2": float("nan")})
+        assert status == 422 and "NaN" in problem["detail"][0]["msg"]
         status, meta = _call(f"{server.url}/metadata")
         assert [i["name"] for i in meta["inputs"]] == INPUTS
         assert meta["run_id"] == trained.run_id
@@ -234,8 +236,9 @@ def _mlflow_serves_like_gold(
             except OSError:
                 time.sleep(0.5)
         _no_jvm_in(process.pid)
-        keep = ["id", *INPUTS]
-        records = [{k: row[k] for k in keep} for row in rows]
+        # only the model's inputs, nulls included: the flavour's signature is
+        # the ONNX model's, not the Spark example's (which also lists the key)
+        records = [{k: row[k] for k in INPUTS} for row in rows]
         status, answer = _call(
             f"http://127.0.0.1:{port}/invocations", {"dataframe_records": records}
         )
@@ -243,6 +246,12 @@ def _mlflow_serves_like_gold(
         for got, want in zip(answer["predictions"], gold, strict=True):
             assert got["prediction"] == want["prediction"]
             assert got["probability"] == pytest.approx(want["probability"], abs=1e-9)
+        # a null is optional input, imputed by the model
+        status, answer = _call(
+            f"http://127.0.0.1:{port}/invocations",
+            {"dataframe_records": [{**records[0], "x1": None}]},
+        )
+        assert status == 200, answer
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -282,8 +291,9 @@ def _second_champion(spark: SparkSession, cfg: Any, dataset: Path) -> None:
 
 
 def _stream_while(url: str, record: dict[str, Any], action: Any) -> tuple[list[str], list[str]]:
-    """POST `record` continuously while `action` runs and for 3 s after;
-    (failures, the version of every answer in order)."""
+    """POST `record` from three clients at once (so requests are in flight
+    when the model is swapped) while `action` runs and for 3 s after;
+    (failures, the version of every answer in the order they came)."""
     failures: list[str] = []
     versions: list[str] = []
     done = threading.Event()
@@ -303,11 +313,13 @@ def _stream_while(url: str, record: dict[str, Any], action: Any) -> tuple[list[s
                 settle = time.monotonic() + 3
             time.sleep(0.01)
 
-    thread = threading.Thread(target=stream)
-    thread.start()
+    threads = [threading.Thread(target=stream) for _ in range(3)]
+    for thread in threads:
+        thread.start()
     try:
         action()
     finally:
         done.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
     return failures, versions

@@ -119,6 +119,15 @@ class _Ensemble:
                 self.nodes[key].append(v)
             return nid
 
+        def empty_leaf() -> int:
+            nid = node(tree_id, "LEAF", 0, 0.0)
+            for target in range(self.targets):
+                self.leaves["treeids"].append(tree_id)
+                self.leaves["nodeids"].append(nid)
+                self.leaves["ids"].append(target)
+                self.leaves["weights"].append(0.0)
+            return nid
+
         def emit(java_node: Any) -> int:
             if java_node.getClass().getSimpleName() == "LeafNode":
                 nid = node(tree_id, "LEAF", 0, 0.0)
@@ -150,7 +159,16 @@ class _Ensemble:
                 self.nodes["true"][nid] = emit(java_node.leftChild())
                 previous = nid
             assert previous is not None and first is not None
-            self.nodes["false"][previous] = emit(java_node.rightChild())
+            # onnxruntime folds a run of BRANCH_EQ nodes on one feature linked by
+            # their false edges into one set test with the first node's true
+            # branch; a right subtree that tests the same feature again would be
+            # folded into this chain (measured: rows sent down the wrong side).
+            # A test that always holds (an index is never NaN; NaN would get a
+            # zero leaf) keeps the two chains apart.
+            separator = node(tree_id, "BRANCH_LEQ", feature, float("inf"))
+            self.nodes["false"][previous] = separator
+            self.nodes["true"][separator] = emit(java_node.rightChild())
+            self.nodes["false"][separator] = empty_leaf()
             return first
 
         # node ids restart per tree: positions are global, so offset them

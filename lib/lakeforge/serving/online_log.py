@@ -63,7 +63,7 @@ class OnlineLog:
         path: str,
         *,
         flush_seconds: float = 5.0,
-        flush_rows: int = 20_000,
+        flush_rows: int = 20_000,  # requests (of one or more records) per commit
         capacity: int = 100_000,
     ) -> None:
         self.path = path
@@ -91,10 +91,13 @@ class OnlineLog:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._stop.wait(self.flush_seconds)
-            self.flush()
+            # drain: traffic above flush_rows a tick must not fill the queue
+            while self.flush() >= self.flush_rows:
+                pass
 
-    def flush(self) -> None:
-        """Write what is queued, one Delta commit per model version in it."""
+    def flush(self) -> int:
+        """Write up to `flush_rows` queued requests, one Delta commit per model
+        version among them; how many requests it took off the queue."""
         with self._writing:
             entries: list[Entry] = []
             while len(entries) < self.flush_rows:
@@ -107,12 +110,13 @@ class OnlineLog:
                 by_version.setdefault(entry.run_id, []).append(entry)
             for group in by_version.values():
                 self._write(group)
+            return len(entries)
 
     def _write(self, entries: list[Entry]) -> None:
-        from deltalake import write_deltalake
-
         rows = sum(len(e.records) for e in entries)
         try:
+            from deltalake import write_deltalake
+
             # merge: a new model version may read other columns than the last
             write_deltalake(
                 self.path,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
@@ -36,11 +35,8 @@ class OnnxModel:
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
-        columns = {
-            c: [None if _missing(v) else v for v in frame[c].tolist()]
-            for c in self.signature.names()
-            if c in frame.columns
-        }
+        # missing values (None, NaN, pandas' NA and NaT) are read as nulls by feeds
+        columns = {c: frame[c].tolist() for c in self.signature.names() if c in frame.columns}
         tensors = self.session.run(None, feeds(self.signature, columns, len(frame)))
         answers = dict(zip(self.outputs, tensors, strict=True))
         out = pd.DataFrame({"prediction": answers["prediction"].reshape(-1)})
@@ -49,8 +45,18 @@ class OnnxModel:
         return out
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value))
+_MLFLOW_TYPES = {"number": "double", "int": "long", "string": "string", "date": "datetime"}
+
+
+def pyfunc_signature(signature: Signature) -> Any:
+    """MLflow's signature of the ONNX flavour: one optional column per input."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec(_MLFLOW_TYPES[i.kind], i.name, required=False) for i in signature.inputs
+    ]
+    return ModelSignature(inputs=Schema(columns))
 
 
 def _load_pyfunc(path: str) -> OnnxModel:

@@ -11,6 +11,7 @@ for a load. Imports no Spark: the server process never starts a JVM.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,18 +93,27 @@ def load(tracking_uri: str, name: str, alias: str, unless: str | None = None) ->
         reason = tags.get(ONLINE_REASON, "trained before lakeforge exported models to ONNX")
         raise NotServable(f"{name} v{version.version} ({alias}) is not servable: {reason}")
     mlflow.set_tracking_uri(tracking_uri)
-    folder = Path(
-        mlflow.artifacts.download_artifacts(run_id=str(version.run_id), artifact_path=ARTIFACT_DIR)
-    )
     options = ort.SessionOptions()
     # one record takes microseconds: threads cost more than they give, and
     # the server's workers already use the cores
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        (folder / MODEL_FILE).read_bytes(), options, providers=["CPUExecutionProvider"]
-    )
-    signature = Signature.from_json((folder / SIGNATURE_FILE).read_text())
+    try:
+        with tempfile.TemporaryDirectory(prefix="lakeforge-serve-") as scratch:
+            folder = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=str(version.run_id), artifact_path=ARTIFACT_DIR, dst_path=scratch
+                )
+            )
+            model_bytes = (folder / MODEL_FILE).read_bytes()
+            signature = Signature.from_json((folder / SIGNATURE_FILE).read_text())
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # missing or damaged files: said as such, not a crash
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise NotServable(
+            f"{name} v{version.version} ({alias}): its online files in run {version.run_id} "
+            f"cannot be loaded: {first}"
+        ) from None
     outputs = tuple(o.name for o in session.get_outputs())
     log.info(
         "serve: loaded %s v%s (%s), run %s, %d inputs, parity %.1e on %d test rows",

@@ -51,7 +51,15 @@ def _records(body: Any) -> tuple[list[Mapping[str, Any]], bool] | JSONResponse:
     )
 
 
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser accepts them: refused."""
+    raise ValueError(f"{name} is not a JSON number (send null for a missing value)")
+
+
 def create_app(scorer: Scorer, online_log: OnlineLog | None, *, max_batch: int = 1000) -> FastAPI:
+    # a record is well under 4 KB: a body past this is refused unread
+    max_bytes = max_batch * 4096
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -72,10 +80,13 @@ def create_app(scorer: Scorer, online_log: OnlineLog | None, *, max_batch: int =
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
         received = datetime.now(UTC)
+        size = request.headers.get("content-length", "")
+        if size.isdigit() and int(size) > max_bytes:
+            return _problem(413, None, f"{size} bytes; at most {max_bytes} per request")
         try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _problem(422, None, f"the body is not JSON: {exc}")
+            body = json.loads(await request.body(), parse_constant=_no_constant)
+        except (ValueError, OverflowError) as exc:  # JSONDecodeError, NaN, huge numbers
+            return _problem(422, None, f"the body is not JSON the model can read: {exc}")
         parsed = _records(body)
         if isinstance(parsed, JSONResponse):
             return parsed

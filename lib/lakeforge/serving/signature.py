@@ -90,7 +90,14 @@ def feeds(
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is np.nan
+    """None, NaN, and pandas' own markers (NA in a nullable column, NaT)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+# the range of silver's largest integer type (Spark's LongType)
+_LONG = 2**63
 
 
 def _number(name: str, value: Any, integral: bool) -> float:
@@ -98,7 +105,12 @@ def _number(name: str, value: Any, integral: bool) -> float:
         return math.nan
     if isinstance(value, bool | str) or not isinstance(value, int | float | np.number):
         raise InvalidRecord(name, f"expected a number, got {type(value).__name__} {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidRecord(name, f"the number {str(value)[:40]}... is out of range") from None
+    if math.isinf(number) or (integral and abs(number) >= _LONG):
+        raise InvalidRecord(name, f"the number {value!r} is out of range")
     if integral and not number.is_integer():
         # the silver column holds integers: Spark could never have read this
         raise InvalidRecord(name, f"expected an integer, got {value!r}")
@@ -127,7 +139,7 @@ def _strings(spec: Input, values: Sequence[Any]) -> np.ndarray:
 
 def _days(name: str, value: Any) -> float:
     """Days since 1970-01-01 of a date (an ISO 'YYYY-MM-DD' string in JSON)."""
-    if _missing(value) or value is pd_nat():
+    if _missing(value):
         return math.nan
     if isinstance(value, datetime):
         value = value.date()
@@ -141,12 +153,3 @@ def _days(name: str, value: Any) -> float:
     if not isinstance(value, date):
         raise InvalidRecord(name, f"expected a date 'YYYY-MM-DD', got {type(value).__name__}")
     return float((value - _EPOCH).days)
-
-
-def pd_nat() -> Any:
-    """pandas' NaT when pandas is importable (a missing date in a pandas batch)."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return None
-    return pd.NaT

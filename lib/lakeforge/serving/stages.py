@@ -144,6 +144,13 @@ def date_parts(graph: Graph, stage: DateParts) -> None:
 def string_indexer(graph: Graph, stage: ml.StringIndexerModel) -> None:
     handle = stage.getHandleInvalid()
     for (source, out), labels in zip(_pairs(stage), stage.labelsArray, strict=True):
+        if handle != "keep" and graph.column(source).kind != "string":
+            # the server refuses an unseen value of a string input (422); for a
+            # number or a date part it could not, and would answer where Spark fails
+            raise NotExportable(
+                f"stage StringIndexer on {source!r}: handle_invalid {handle!r} on a column "
+                "that is not a string input (use keep, or index a string column)"
+            )
         text = _as_string(graph, source, "StringIndexer")
         # keep: unseen and null get index len(labels), as Spark does; error and
         # skip are refused before scoring (signature.py), -1 is never reached
@@ -202,12 +209,16 @@ def imputer(graph: Graph, stage: ml.ImputerModel) -> None:
     missing_value = stage.getMissingValue()
     for source, out in _pairs(stage):
         x = _number(graph, source, "Imputer")
+        integral = graph.column(source).kind == "int"
+        surrogate = float(surrogates[source])
+        if integral:  # Spark casts the surrogate to the column's type: toward zero
+            surrogate = float(math.trunc(surrogate))
         missing = graph.op("IsNaN", [x], "isnan")
         if not math.isnan(missing_value):
             equal = graph.op("Equal", [x, graph.const(float(missing_value))], "eq")
             missing = graph.op("Or", [missing, equal], "missing")
-        filled = graph.op("Where", [missing, graph.const(float(surrogates[source])), x], "imputed")
-        graph.set(out, filled, 1, "number")
+        filled = graph.op("Where", [missing, graph.const(surrogate), x], "imputed")
+        graph.set(out, filled, 1, "int" if integral else "number")
 
 
 def _number(graph: Graph, source: str, stage: str) -> str:

@@ -32,7 +32,7 @@ from lakeforge.serving.layout import (
     SERVABLE,
     SIGNATURE_FILE,
 )
-from lakeforge.serving.pyfunc import LOADER_MODULE
+from lakeforge.serving.pyfunc import LOADER_MODULE, pyfunc_signature
 from lakeforge.tuning.search import CandidateScore
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,9 @@ def add_online_flavour(model_uri: str, online: Export) -> None:
             "loader_module": LOADER_MODULE,
             "data": ARTIFACT_DIR,
         }
+        # the inputs the ONNX model reads, each optional (a null is handled as
+        # the model handles it): not every column of the Spark model's example
+        mlmodel.signature = pyfunc_signature(online.signature)
         mlmodel.save(str(described))
         files = Path(folder, ARTIFACT_DIR)
         files.mkdir()
