@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import LogisticRegressionModel, NaiveBayesModel
+from pyspark.ml.classification import LogisticRegressionModel
+from pyspark.ml.regression import IsotonicRegressionModel
 from pyspark.sql import DataFrame, SparkSession
 
 from lakeforge.config.training import Features, Member
@@ -183,7 +184,7 @@ def test_an_xgboost_objective_the_graph_does_not_follow_is_named(spark: SparkSes
 
 def test_a_stack_with_a_member_the_graph_cannot_score_is_named(spark: SparkSession) -> None:
     stack = StackingModel(
-        baseModels=[NaiveBayesModel(), LogisticRegressionModel()],
+        baseModels=[IsotonicRegressionModel(), LogisticRegressionModel()],
         metaModel=LogisticRegressionModel(),
         numClasses=2,
     )
@@ -191,7 +192,9 @@ def test_a_stack_with_a_member_the_graph_cannot_score_is_named(spark: SparkSessi
     assert converter is not None
     graph = Graph()
     graph.set(FEATURES, "features", 10)
-    with pytest.raises(NotExportable, match=r"base model 0 NaiveBayesModel: no ONNX converter"):
+    with pytest.raises(
+        NotExportable, match=r"base model 0 IsotonicRegressionModel: no ONNX converter"
+    ):
         converter(graph, stack)
 
 

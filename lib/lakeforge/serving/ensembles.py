@@ -18,10 +18,15 @@ Converter = Callable[[Graph, Any], None]
 
 
 def converter(stage: Transformer) -> Converter | None:
-    """The converter for `stage` when it is an ensemble this module knows."""
+    """The converter for a fitted model (a stack, a Spark ML model, naive
+    Bayes / MLP / FM, xgboost): the one lookup for export and stack members."""
     if isinstance(stage, StackingModel):
         return stacking
-    return boosted.converter(stage)
+    return (
+        models.CONVERTERS.get(type(stage))
+        or neural.CONVERTERS.get(type(stage))
+        or boosted.converter(stage)
+    )
 
 
 def stacking(graph: Graph, stage: StackingModel) -> None:
@@ -50,11 +55,7 @@ def stacking(graph: Graph, stage: StackingModel) -> None:
 
 
 def _convert_member(graph: Graph, member: Any, where: str) -> None:
-    convert_member = (
-        models.CONVERTERS.get(type(member))
-        or neural.CONVERTERS.get(type(member))
-        or boosted.converter(member)
-    )
+    convert_member = converter(member)
     if convert_member is None:
         raise NotExportable(f"{where} {type(member).__name__}: no ONNX converter")
     try:

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge.serving import ensembles, models, neural, stages
+from lakeforge.serving import ensembles, stages
 from lakeforge.serving.graph import Graph, NotExportable
 from lakeforge.serving.signature import Input, Signature, feeds
 
@@ -60,12 +60,7 @@ def convert(
     for name in columns:  # the declared inputs first, in order; others as stages read them
         graph.column(name)
     for stage in flat:
-        convert_stage = (
-            stages.converter(stage)
-            or models.CONVERTERS.get(type(stage))
-            or neural.CONVERTERS.get(type(stage))
-            or ensembles.converter(stage)
-        )
+        convert_stage = stages.converter(stage) or ensembles.converter(stage)
         if convert_stage is None:
             raise NotExportable(f"stage {type(stage).__name__} {stage.uid!r}: no ONNX converter")
         try:
