@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import random
 import re
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -273,6 +274,8 @@ def test_feeds_refuse_what_spark_could_never_have_read() -> None:
         with pytest.raises(InvalidRecord, match=problem) as refused:
             feeds(signature, {field: [value]}, 1)
         assert refused.value.field == field
+    # a decimal column's values (pandas hands Decimal objects over) are numbers
+    assert feeds(signature, {"x": [Decimal("2.50")]}, 1)["x"][0, 0] == 2.5
     # pandas' own missing markers are nulls, as None is
     tensors = feeds(signature, {"n": [pd.NA], "d": [pd.NaT], "c": [pd.NA]}, 1)
     assert np.isnan(tensors["n"][0, 0]) and np.isnan(tensors["d"][0, 0])

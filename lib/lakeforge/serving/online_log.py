@@ -27,7 +27,6 @@ from lakeforge.serving.signature import Signature
 log = logging.getLogger(__name__)
 
 SOURCE = "online"
-_EPOCH = date(1970, 1, 1)
 
 
 def batch_id(day: date) -> str:

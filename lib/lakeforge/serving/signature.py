@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -103,7 +104,7 @@ _LONG = 2**63
 def _number(name: str, value: Any, integral: bool) -> float:
     if _missing(value):
         return math.nan
-    if isinstance(value, bool | str) or not isinstance(value, int | float | np.number):
+    if isinstance(value, bool | str) or not isinstance(value, int | float | np.number | Decimal):
         raise InvalidRecord(name, f"expected a number, got {type(value).__name__} {value!r}")
     try:
         number = float(value)

@@ -115,7 +115,19 @@ def run(
         raise InputNotFound(f"batch {batch!r} is not in {table}")
     name, version = first[0], first[1]
     if online:
-        # a day the alias moved holds two versions: the latest one is measured
+        # a day the alias moved holds two versions: the latest one is measured,
+        # and the other's rows are counted and said
+        by_version = {r[0]: int(r[1]) for r in scored.groupBy("_model_version").count().collect()}
+        others = {v: n for v, n in by_version.items() if v != version}
+        if others:
+            log.warning(
+                "monitor: batch %s: measuring %s v%s (%d rows); not measured: %s",
+                batch,
+                name,
+                version,
+                by_version[version],
+                ", ".join(f"v{v} ({n} rows)" for v, n in sorted(others.items())),
+            )
         scored = scored.where(F.col("_model_version") == version)
         assert table_version is not None
         source_version = table_version
