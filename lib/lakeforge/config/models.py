@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from lakeforge.config.base import Model
 from lakeforge.config.cleaning import CleanSteps, Rule
+from lakeforge.config.privacy import Privacy
 from lakeforge.config.scoring import MonitorConfig, PredictConfig
 from lakeforge.config.training import TrainConfig
 
@@ -253,10 +254,36 @@ class DatasetConfig(Model):
     train: TrainConfig | None = None
     predict: PredictConfig = Field(default_factory=PredictConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    # personal data: what happens to which columns before bronze is written
+    privacy: Privacy = Field(default_factory=Privacy)
+
+    @model_validator(mode="after")
+    def _privacy_names_columns(self) -> DatasetConfig:
+        types = {c.name: c.type for c in self.source.columns}
+        for col, protection in self.privacy.columns.items():
+            if col not in types:
+                raise ValueError(f"privacy.columns names unknown column {col!r}")
+            kind = types[col]
+            numeric = kind in ("int", "long", "float", "double") or kind.startswith("decimal")
+            if protection.band is not None and not numeric:
+                problem = "band is for numeric columns"
+            elif protection.to is not None and kind not in ("date", "timestamp"):
+                problem = "to is for date and timestamp columns"
+            elif protection.prefix is not None and kind != "string":
+                problem = "prefix is for string columns"
+            else:
+                continue
+            raise ValueError(f"privacy.columns.{col}: {problem}, and {col} is {kind}")
+        dropped = set(self.privacy.dropped)
+        for col in self.keys:
+            if col in dropped:
+                raise ValueError(f"privacy drops {col!r}, a key: pseudonymise it instead")
+        return self
 
     @model_validator(mode="after")
     def _keys_are_columns(self) -> DatasetConfig:
-        names = {c.name for c in self.source.columns}
+        # a dropped column never reaches bronze: nothing downstream may use it
+        names = {c.name for c in self.source.columns} - set(self.privacy.dropped)
         unknown = [k for k in self.keys if k not in names]
         if unknown:
             raise ValueError(f"keys name unknown columns: {', '.join(unknown)}")

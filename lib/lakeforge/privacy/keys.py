@@ -1,0 +1,45 @@
+"""The pseudonymisation key and the one definition of a pseudonym.
+
+A pseudonym is the hex HMAC-SHA256, under the dataset's key, of the value's
+text (UTF-8). The key is read from the environment variable the `privacy:`
+block names, never from a file; the Spark-side implementation (protect.py)
+must give exactly `pseudonym(key, text)` for every value, and `forget` uses
+this function to find a subject whose id it is given in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from lakeforge.config.privacy import Privacy
+from lakeforge.errors import ConfigError
+
+# shorter keys make the pseudonyms guessable by brute force over the ids
+MIN_KEY_BYTES = 16
+
+
+def privacy_key(privacy: Privacy, dataset: str) -> bytes:
+    """The HMAC key from `privacy.key_env`. Raises ConfigError naming the
+    variable when it is unset or shorter than MIN_KEY_BYTES."""
+    if privacy.key_env is None:
+        raise ConfigError(f"dataset {dataset}: privacy.key_env is not set")
+    value = os.environ.get(privacy.key_env, "")
+    if not value:
+        raise ConfigError(
+            f"dataset {dataset}: the pseudonymisation key variable {privacy.key_env} is not "
+            "set (privacy.key_env); export it before ingest or forget"
+        )
+    key = value.encode("utf-8")
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"dataset {dataset}: {privacy.key_env} holds {len(key)} bytes; a pseudonymisation "
+            f"key needs at least {MIN_KEY_BYTES}"
+        )
+    return key
+
+
+def pseudonym(key: bytes, text: str) -> str:
+    """Hex HMAC-SHA256 of `text` (UTF-8) under `key`: 64 lowercase hex chars."""
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
