@@ -79,6 +79,12 @@ def _maintain(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> 
     maintain.run(spark, cfg, retain_hours=args.retain_hours)
 
 
+def _forget(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
+    from lakeforge.steps import forget
+
+    forget.run(spark, cfg, where=args.where, keys_file=args.keys, force=args.force)
+
+
 STEPS: dict[str, tuple[StepFn, str]] = {
     "ingest": (
         _ingest,
@@ -135,6 +141,17 @@ UPKEEP: dict[str, tuple[StepFn, str]] = {
         "each table's file and log retention properties are set to match. --retain-hours "
         "that would delete a pinned version is refused (exit 2) before any table changes.",
     ),
+    "forget": (
+        _forget,
+        "Erase a subject (--where \"customer_id = 'C-1'\", or --keys FILE: a CSV whose header "
+        "names the columns, a subject per row) from every Delta table of the dataset that holds "
+        "rows about people: bronze, silver, both quarantines, splits, predictions, "
+        "online_predictions. Values are given in clear (pseudonymised columns are matched on "
+        "the pseudonym too). Each table that held the subject keeps only its version after "
+        "the erasure (VACUUM with 0 hours, older log deleted); a version a registered model "
+        "was trained on is refused (exit 2) unless --force. Recorded in NAME/_forget_audit "
+        "without the values.",
+    ),
 }
 COMMANDS = {**STEPS, **UPKEEP}
 
@@ -170,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
             add_pipeline_arguments(sub)
         if name == "maintain":
             add_maintain_arguments(sub)
+        if name == "forget":
+            add_forget_arguments(sub)
         if name == "monitor":
             add_monitor_arguments(sub)
     doctor = steps.add_parser(
@@ -331,6 +350,27 @@ def add_maintain_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_forget_arguments(parser: argparse.ArgumentParser) -> None:
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--where",
+        metavar="EXPR",
+        help="the subject: column = 'value' joined by AND (several columns) or OR (several "
+        "subjects), or column IN ('a', 'b'); values in clear",
+    )
+    who.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="CSV file: a header naming the columns, then one subject per row (values in clear)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="erase even table versions registered model versions were trained on (they are "
+        "tagged lakeforge.forget and can no longer be reproduced)",
+    )
+
+
 def _hours(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours")
@@ -380,6 +420,8 @@ def run_job(step: str, argv: Sequence[str]) -> int:
         add_pipeline_arguments(parser)
     if step == "maintain":
         add_maintain_arguments(parser)
+    if step == "forget":
+        add_forget_arguments(parser)
     if step == "monitor":
         add_monitor_arguments(parser)
     return _run(step, parser.parse_args(list(argv)))

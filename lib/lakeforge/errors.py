@@ -72,6 +72,15 @@ class DataQualityFailure(LakeforgeError):
     exit_code = 4
 
 
+class UndeclaredPersonalData(LakeforgeError):
+    """The ingest-time PII scan found columns that look personal (e-mail,
+    phone, card, national id) which the dataset's `privacy:` block does not
+    cover, and the block says `undeclared: fail`; nothing reached bronze
+    (exit 4, like a failing data-quality rule)."""
+
+    exit_code = 4
+
+
 class DriftDetected(LakeforgeError):
     """Monitor found drift past the configured threshold: time to retrain."""
 

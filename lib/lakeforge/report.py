@@ -1,6 +1,6 @@
 """The run report of a pipeline: one markdown page with the counts of every
-step, the quarantine reasons, the model against the champion, the drift
-table, and the training plots next to it."""
+step, the quarantine reasons, the model against the champion, its fairness
+per group, the drift table, and the training plots next to it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from lakeforge.steps.monitor import MEASURED_ROWS, TRAINED_ROWS
 
 if TYPE_CHECKING:
+    from lakeforge.fairness import Audit
     from lakeforge.steps.clean import CleanResult
     from lakeforge.steps.ingest import IngestResult
     from lakeforge.steps.monitor import MonitorResult
@@ -83,6 +84,8 @@ def render(run: PipelineRun) -> str:
             + ", ".join(f"{k} {v:.4f}" for k, v in t.test_metrics.items())
             + f" (rows: {', '.join(f'{k} {v:,}' for k, v in t.split_counts.items())}).",
         ]
+        if t.fairness is not None:
+            lines += ["", *_fairness(t.fairness, "the test split")]
     if run.plots:
         lines += ["", *[f"![{p}]({p})" for p in run.plots]]
     for m in run.monitored or []:
@@ -101,6 +104,8 @@ def render(run: PipelineRun) -> str:
             lines.append(f"| {item.subject} | {item.psi:.3f} | {ks} | {flag} |")
         if m.performance:
             lines += ["", _performance(m.performance)]
+        if m.fairness is not None:
+            lines += ["", *_fairness(m.fairness, "the batch's labelled rows")]
     return "\n".join(lines) + "\n"
 
 
@@ -119,3 +124,31 @@ def _performance(found: dict[str, float]) -> str:
             text += f" ({left_out:,} rows of the batch are in its train split: left out)"
         text += "."
     return text
+
+
+def _fairness(audit: Audit, where: str) -> list[str]:
+    """The gaps between groups (and which groups give them), the worst group
+    per metric, and the groups too small to measure, with their rows."""
+    lines = [
+        f"Fairness on {where} (groups {', '.join(audit.groups)}; a group needs "
+        f"{audit.min_rows:,} rows to be measured):",
+        "",
+        "| grouping | gap | value | between |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {g.grouping} | {g.name} | {g.value:.4f} | {g.between()} |" for g in audit.gaps]
+    if audit.worst:
+        lines += ["", "Worst group per metric:", ""]
+        for grouping in audit.groupings():
+            found = [w for w in audit.worst if w.grouping == grouping]
+            if found:
+                shown = ", ".join(f"{w.metric} {w.group} {w.value:.4f}" for w in found)
+                lines.append(f"- {grouping}: {shown}")
+    if audit.unmeasured:
+        shown = ", ".join(f"{name} on {grouping}" for grouping, name in audit.unmeasured)
+        lines += ["", f"Not measurable (fewer than two groups with a value): {shown}."]
+    small = audit.too_small()
+    if small:
+        shown = ", ".join(f"{c.grouping} = {c.group} ({c.rows:,} rows)" for c in small)
+        lines += ["", f"Too small to measure (under {audit.min_rows:,} rows): {shown}."]
+    return lines

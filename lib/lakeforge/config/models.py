@@ -278,6 +278,12 @@ class DatasetConfig(Model):
         for col in self.keys:
             if col in dropped:
                 raise ValueError(f"privacy drops {col!r}, a key: pseudonymise it instead")
+        mark = self.source.jdbc.watermark if self.source.jdbc is not None else None
+        if mark is not None and mark in self.privacy.columns:
+            raise ValueError(
+                f"privacy.columns.{mark}: the jdbc watermark's raw values are kept in the "
+                "ingest log to plan the next window; choose another watermark column"
+            )
         return self
 
     @model_validator(mode="after")
@@ -313,6 +319,9 @@ class DatasetConfig(Model):
             for col in wanted:
                 if col not in known:
                     raise ValueError(f"train names unknown column {col!r}")
+            for col in self.train.fairness.groups if self.train.fairness else []:
+                if col not in known and col not in self.train.features.derive:
+                    raise ValueError(f"train.fairness.groups names unknown column {col!r}")
         jdbc = self.source.jdbc
         if not self.keys and jdbc is not None and jdbc.watermark is None:
             raise ValueError(

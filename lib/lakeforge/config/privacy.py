@@ -6,6 +6,7 @@ PII scan does about personal-looking columns the block does not cover.
     privacy:
       key_env: LAKEFORGE_PRIVACY_KEY   # the HMAC key's environment variable
       undeclared: warn                 # warn | fail | ignore
+      undeclared_share: 0.5            # share of values that makes a column look personal
       columns:
         customer_id: {action: pseudonymise}
         card_number: {action: mask, keep_last: 4}
@@ -80,6 +81,12 @@ class Privacy(Model):
     # what the ingest-time PII scan does about personal-looking columns the
     # block does not cover
     undeclared: Literal["warn", "fail", "ignore"] = "warn"
+    # the share of a column's non-null values that must look like one kind of
+    # personal data (e-mail, phone, card, national id) for the scan to report
+    # it: half by default, so a column of 13-19-digit ids (one in ten passes
+    # the card check by chance) or a free-text column quoting an address now
+    # and then stays quiet
+    undeclared_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     columns: dict[str, Protection] = Field(default_factory=dict)
 
     @model_validator(mode="after")

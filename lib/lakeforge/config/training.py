@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from lakeforge.config.base import Model, SqlExpression
+from lakeforge.config.fairness import Fairness
 
 Task = Literal["binary", "multiclass", "regression"]
 ParamValue = bool | int | float | str | list[int]
@@ -227,6 +228,8 @@ class TrainConfig(Model):
     class_weight: Literal["none", "balanced"] = "none"
     # binary only: tune the decision threshold on the validation split
     threshold: Threshold | None = None
+    # per-group metrics on the test split and the gaps a champion may have
+    fairness: Fairness | None = None
 
     @model_validator(mode="after")
     def _estimators_and_metric(self) -> TrainConfig:
@@ -253,6 +256,10 @@ class TrainConfig(Model):
             raise ValueError("split.method stratified needs a classification task")
         if self.search.strategy == "grid" and self.search.budget is not None:
             raise ValueError("search.budget is for strategy random")
+        if self.fairness is not None:
+            problem = self.fairness.check(self.task, self.label)
+            if problem:
+                raise ValueError(f"fairness.{problem}")
         return self
 
     @property

@@ -23,6 +23,10 @@ from pyspark.sql import types as T
 from lakeforge.config.models import Column, Source
 from lakeforge.errors import SchemaMismatch
 from lakeforge.ingest.files import InputFile
+from lakeforge.privacy.protect import Protector
+from lakeforge.sqltext import name as _name
+from lakeforge.sqltext import select as _select
+from lakeforge.sqltext import text as _text
 
 RAW = "_raw"
 REASON = "_reason"
@@ -160,34 +164,6 @@ def _read_text(
     return df.withColumn(SOURCE_FILE, _source_file_column(files))
 
 
-def _safe(value: str) -> str:
-    """Spark substitutes `${...}` in SQL text before parsing it (`${env:X}`
-    reads an environment variable), whatever the quoting: a header, null
-    marker or format holding one is refused, not read."""
-    if "${" in value:
-        raise SchemaMismatch(
-            f"{value!r}: a name, null marker or format holding '${{' cannot be read safely "
-            "(Spark would substitute a variable there); rename it in the file or the config"
-        )
-    return value
-
-
-def _name(column: str) -> str:
-    """A column name quoted for Spark SQL (a header may hold dots, spaces, `)."""
-    return "`" + _safe(column).replace("`", "``") + "`"
-
-
-def _text(value: str) -> str:
-    """A Spark SQL string literal (backslash escapes are Spark's default)."""
-    return "'" + _safe(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _select(df: DataFrame, *expressions: str) -> DataFrame:
-    """`df` projected to SQL expressions we wrote (names and literals quoted
-    by `_name` / `_text`), each parsed as one expression by `F.expr`."""
-    return df.select(*[F.expr(e) for e in expressions])
-
-
 def _cast(column: Column) -> str:
     """The SQL casting `column`'s text to its type: null when it does not cast."""
     value = _name(column.name)
@@ -208,6 +184,7 @@ def type_rows(
     fmt: str,
     max_row_chars: int = 1_000_000,
     encoding: str = "UTF-8",
+    protector: Protector | None = None,
 ) -> DataFrame:
     """Cast text rows to the declared types and add `_reason` (null for good rows).
 
@@ -215,8 +192,22 @@ def type_rows(
     before casting. A row is bad when it did not split, when a value does not
     cast, when it holds bytes the declared encoding cannot decode (Spark reads
     them as U+FFFD; we refuse to store that silently), or when it is longer
-    than `max_row_chars`. Returns the typed columns, any undeclared (schema
-    drift: evolve) text columns, `_source_file`, `_raw` (original text for bad rows) and `_reason`.
+    than `max_row_chars`. Returns the typed columns (null on a row that did
+    not split: its fields cannot be told apart), any undeclared (schema
+    drift: evolve) text columns, `_source_file`, `_raw` (original text for
+    bad rows) and `_reason`.
+
+    With a `protector` whose block protects columns, a bad row must not show
+    what a good one would not (the privacy rule of the quarantine):
+    - a row that split keeps its fields as JSON, each protected field in its
+      protected form (`Protector.raw_field_sql`: the pseudonym or mask a bronze
+      row would hold, computed on the text when it does not cast; a
+      generalised field that does not cast is `[withheld]`; a dropped field
+      is left out);
+    - a row that did not split (wrong field count, broken JSON) cannot tell
+      where its protected fields are: its text is withheld, keeping its
+      length and a keyed digest (`Protector.withheld_sql`);
+    - a reason never quotes a protected column's value.
 
     The expressions are written as SQL text, one `F.expr` per output column:
     built with the Column API they cost dozens of Py4J round trips per
@@ -252,10 +243,16 @@ def type_rows(
         f"{_text(f'{c}: holds bytes that are not valid {encoding} (source.csv.encoding)')} END"
         for c in texts
     ]
+    protected = protector.columns if protector is not None else {}
     failures = [
         f"CASE WHEN {_name(c.name)} IS NOT NULL AND {_cast(c)} IS NULL THEN "
-        f"concat({_text(f'{c.name}: ')}, substr({_name(c.name)}, 1, 60), "
-        f"{_text(f' is not a {c.type}')}) END"
+        + (
+            _text(f"{c.name}: a value withheld by privacy is not a {c.type}")
+            if c.name in protected
+            else f"concat({_text(f'{c.name}: ')}, substr({_name(c.name)}, 1, 60), "
+            f"{_text(f' is not a {c.type}')})"
+        )
+        + " END"
         for c in columns
     ]
     # the fields plus the delimiters between them: the line's length (a flat
@@ -279,14 +276,35 @@ def type_rows(
     )
     # Keep the text of rows that split but did not cast, so quarantine has it.
     raw = f"coalesce({RAW}, to_json(struct({', '.join(_name(c) for c in texts)})))"
+    if protector is not None and protector.active:
+        record = _protected_record(columns, texts, protector)
+        raw = f"coalesce({protector.withheld_sql(RAW)}, {record})"
     return _select(
         cleaned,
-        *[f"{_cast(c)} AS {_name(c.name)}" for c in columns],
+        *[f"CASE WHEN {RAW} IS NULL THEN {_cast(c)} END AS {_name(c.name)}" for c in columns],
         *[_name(c) for c in extras],
         SOURCE_FILE,
         f"CASE WHEN ({reason}) IS NOT NULL THEN {raw} END AS {RAW}",
         f"{reason} AS {REASON}",
     )
+
+
+def _protected_record(columns: Sequence[Column], texts: Sequence[str], protector: Protector) -> str:
+    """SQL for a row's fields as JSON, protected columns in their protected form."""
+    by_name = {c.name: c for c in columns}
+    fields: list[str] = []
+    for field in texts:
+        declared = by_name.get(field)
+        value = (
+            _name(field)
+            if declared is None
+            else protector.raw_field_sql(
+                field, _name(field), _cast(declared), spark_type(declared.type)
+            )
+        )
+        if value is not None:
+            fields += [_text(field), value]
+    return f"to_json(named_struct({', '.join(fields)}))" if fields else "'{}'"
 
 
 def check_types(
@@ -349,14 +367,24 @@ def read_rows(
     source: Source,
     files: Sequence[InputFile],
     headers: Mapping[str, Sequence[str]] | None = None,
+    protector: Protector | None = None,
 ) -> DataFrame:
     """All rows of `files`: typed columns (then any kept undeclared ones),
-    `_source_file`, `_raw`, `_reason`."""
+    `_source_file`, `_raw`, `_reason`; the quarantine's raw text and reasons
+    written under `protector`'s rule (see `type_rows`). The typed columns
+    themselves are not protected here: that is `Protector.apply`'s job, for
+    every kind of source."""
     if source.format == "parquet":
         return read_parquet_rows(spark, source.columns, files, source.schema_drift)
     text = read_text_rows(spark, source, files, headers)
     null_values = source.csv.null_values if source.format == "csv" else []
     encoding = source.csv.encoding if source.format == "csv" else "UTF-8"
     return type_rows(
-        text, source.columns, null_values, source.format, source.max_row_chars, encoding
+        text,
+        source.columns,
+        null_values,
+        source.format,
+        source.max_row_chars,
+        encoding,
+        protector,
     )

@@ -113,7 +113,7 @@ def run(spark: SparkSession, cfg: JobConfig, batch_id: str | None = None) -> Cle
     )
     # The declared columns only: a column bronze gained by schema evolution
     # reaches silver once the dataset config declares it.
-    declared = [c.name for c in ds.source.columns]
+    declared = [c.name for c in ds.source.columns if c.name not in ds.privacy.dropped]
     rows = bronze.where(F.col("_batch_id").isin(todo)).select(*declared, *LINEAGE)
     # counted straight from bronze, before any transformation: the total
     # every other term is reconciled against

@@ -1,9 +1,17 @@
 """Ingest: raw files → bronze Delta table, unparseable rows → bronze quarantine.
 
 Bronze keeps the declared source columns plus lineage (`_batch_id`,
-`_source_file`, `_ingested_at`); the quarantine keeps the raw text, the reason
-and the same lineage. Counts are reconciled on what was committed: rows read
-= bronze rows + quarantined rows of the batch, or the job fails.
+`_source_file`, `_ingested_at`); the quarantine keeps the dataset's keys (null
+where a row did not split into fields), the raw text, the reason and the same
+lineage. Counts are reconciled on what was committed: rows read = bronze rows
++ quarantined rows of the batch, or the job fails.
+
+Personal data: the dataset's `privacy:` block is applied to the rows of every
+kind of source (files and databases) before anything is written, so bronze's
+schema is the protected one (lakeforge.privacy.protect), and the quarantine's
+raw text follows the same rule (lakeforge.ingest.parse.type_rows). The PII
+scan (lakeforge.privacy.scan) runs on the protected rows before the first
+write; under `privacy.undeclared: fail` a finding stops the batch there.
 """
 
 from __future__ import annotations
@@ -26,10 +34,14 @@ from lakeforge.errors import (
     LakeforgeError,
     ReconciliationError,
     SchemaMismatch,
+    UndeclaredPersonalData,
     UnreadableInput,
 )
 from lakeforge.ingest import batches, files, jdbc, parse
 from lakeforge.logs import timed
+from lakeforge.privacy import scan
+from lakeforge.privacy.protect import Protector
+from lakeforge.spark import scrub_jvm_log
 from lakeforge.storage import delta
 from lakeforge.storage.paths import Tables, tables_for
 
@@ -76,16 +88,22 @@ def run(
 
     Raises InputNotFound (no such path, empty folder), SchemaMismatch (header
     or Parquet schema differs), UnreadableInput (bad compression),
-    ReconciliationError (counts do not add up). No file is planned, and nothing
-    written, before the batch has passed the header and schema checks.
+    ReconciliationError (counts do not add up), ConfigError (the privacy
+    key's variable is unset or short), UndeclaredPersonalData (the PII scan
+    found an undeclared personal column under `privacy.undeclared: fail`).
+    No file is planned, and nothing written, before the batch has passed the
+    header and schema checks; nothing reaches bronze before the PII scan.
     """
     dataset = cfg.dataset
     tables = tables_for(cfg.settings, dataset.name)
     now = datetime.now(UTC).replace(tzinfo=None)
+    protector = Protector.load(dataset.privacy, dataset.name)  # before any write
+    if protector.key is not None:
+        scrub_jvm_log(spark)  # the key is known only now: Spark's log hides it too
     if dataset.source.jdbc is not None:
         if input_path is not None:
             raise ConfigError("--input is for file sources; this dataset reads a database")
-        return _run_jdbc(spark, cfg, tables, dataset.source.jdbc, batch_id, now)
+        return _run_jdbc(spark, cfg, tables, dataset.source.jdbc, batch_id, now, protector)
     assert dataset.source.path is not None  # checked by the config model
     location = files.resolve_source_path(input_path or dataset.source.path)
 
@@ -103,7 +121,7 @@ def run(
         _append_log(spark, tables, batches.log_rows_for(batch, batches.PLANNED, now))
 
     with timed(log, f"ingest: batch {batch.batch_id}") as stats:
-        counts = _write_batch(spark, cfg, tables, batch, now, headers)
+        counts = _write_batch(spark, cfg, tables, batch, now, headers, protector)
         stats.update(
             files=len(batch.files),
             read=counts.rows_read,
@@ -129,6 +147,7 @@ def _run_jdbc(
     src: JdbcSource,
     batch_id: str | None,
     now: datetime,
+    protector: Protector,
 ) -> IngestResult:
     """One batch from a database: the pending window again after a crash, else
     the rows past the last stored watermark up to the current maximum."""
@@ -194,7 +213,7 @@ def _run_jdbc(
             spark,
             cfg,
             tables,
-            typed,
+            protector.apply(typed),
             (window.seq, window.batch_id, now),
             [jdbc.label(src)],
             failed,
@@ -303,15 +322,17 @@ def _write_batch(
     batch: batches.Batch,
     now: datetime,
     headers: dict[str, list[str]] | None,
+    protector: Protector,
 ) -> _Counts:
     def failed() -> None:
         _append_log(spark, tables, batches.log_rows_for(batch, batches.FAILED, now))
 
+    rows = parse.read_rows(spark, cfg.dataset.source, batch.files, headers, protector)
     return _write_rows(
         spark,
         cfg,
         tables,
-        parse.read_rows(spark, cfg.dataset.source, batch.files, headers),
+        protector.apply(rows),
         (batch.seq, batch.batch_id, now),
         [f.path for f in batch.files],
         failed,
@@ -330,11 +351,14 @@ def _write_rows(
     input_error: Callable[[BaseException], LakeforgeError | None],
     check_read: Callable[[int], None] | None = None,
 ) -> _Counts:
-    """Append the good rows of `parsed` to bronze and the bad ones to the
-    quarantine, both with the batch's Delta transaction version (`seq`), then
-    reconcile. Before bronze commits, a failure records the batch as failed."""
+    """Append the good rows of `parsed` (protected already) to bronze and the
+    bad ones to the quarantine, both with the batch's Delta transaction
+    version (`seq`), then reconcile. The PII scan runs on the good rows first.
+    Before bronze commits, a failure records the batch as failed."""
     seq, batch_id, now = batch
-    declared = [c.name for c in cfg.dataset.source.columns]
+    dataset = cfg.dataset
+    dropped = set(dataset.privacy.dropped)
+    declared = [c.name for c in dataset.source.columns if c.name not in dropped]
     internal = (parse.SOURCE_FILE, parse.RAW, parse.REASON)
     # declared columns, then any new ones kept under schema_drift: evolve
     columns = [*declared, *[c for c in parsed.columns if c not in declared and c not in internal]]
@@ -352,6 +376,11 @@ def _write_rows(
             check_read(sum(good + bad for good, bad in per_file.values()))
         good = rows.where(F.col(parse.REASON).isNull())
         bad = rows.where(F.col(parse.REASON).isNotNull())
+        try:
+            scan.check(good, dataset.privacy, dataset.name, columns)
+        except UndeclaredPersonalData:
+            failed()
+            raise
         lineage = [BATCH_ID, parse.SOURCE_FILE, INGESTED_AT]
         delta.append(
             good.select(*columns, *lineage),
@@ -361,11 +390,14 @@ def _write_rows(
             merge_schema=evolve,
         )
         committed = True
+        # the keys (protected like bronze's) let `forget` find a subject's
+        # quarantined rows; a quarantine written before they were kept gains them
         delta.append(
-            bad.select(parse.RAW, parse.REASON, *lineage),
+            bad.select(*dataset.keys, parse.RAW, parse.REASON, *lineage),
             tables.bronze_quarantine,
             app_id=APP_ID,
             txn_version=seq,
+            merge_schema=bool(dataset.keys),
         )
     except SPARK_ERRORS as exc:
         error = input_error(exc)

@@ -1,6 +1,6 @@
 """Monitor: drift of every model input and of the prediction between the
-model's training rows and a scored batch, and the batch's performance once
-its labels exist.
+model's training rows and a scored batch, and the batch's performance (and
+fairness per group, with `train.fairness`) once its labels exist.
 
 The reference is the profile train stored with the model (bins, quantiles and
 category counts of the train split's inputs and of the model's output on
@@ -30,11 +30,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge import sqlguard
+from lakeforge import fairness, sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, DriftDetected, InputNotFound
 from lakeforge.evaluation.metrics import evaluate
+from lakeforge.fairness import records
 from lakeforge.logs import timed
 from lakeforge.monitoring import drift, profile
 from lakeforge.split.assign import SPLIT, TRAIN
@@ -73,6 +74,8 @@ class MonitorResult:
     performance: dict[str, float] = field(default_factory=dict)
     drifted: list[str] = field(default_factory=list)
     skipped: bool = False
+    # per-group metrics of the labelled rows (train.fairness), None when not measured
+    fairness: fairness.Audit | None = None
 
 
 def run(
@@ -134,7 +137,9 @@ def run(
     else:
         source_version = int(first[2])
     settings = _settings_sha256(cfg)
-    result = _already_measured(spark, tables.monitoring, batch, version, settings, source_version)
+    result = _already_measured(
+        spark, tables.monitoring, batch, version, settings, source_version, ds.train
+    )
     if result is None:
         model = serving_model(cfg.settings.mlflow.tracking_uri, name, int(version))
         what = f"monitor: batch {batch} vs the training profile of {name} v{version}"
@@ -207,7 +212,12 @@ def _measure(
         for frame in (observed, batch_output):
             frame.unpersist()
     # online answers carry no label (yet): no performance to measure
-    performance = {} if online else _performance(spark, scored, current, ds.identity, spec, model)
+    performance: dict[str, float] = {}
+    audit: fairness.Audit | None = None
+    if not online:
+        # group columns may be derived by the model's own stages
+        grouped = profile.derivation(pipeline).transform(current) if spec.fairness else current
+        performance, audit = _labelled(spark, scored, grouped, ds.identity, spec, model)
     drifted = [d.subject for d in drifts if d.psi > monitor.psi_threshold]
     now = datetime.now(UTC).replace(tzinfo=None)
     base = (batch, model.name, model.version, reference.silver_version, source_version)
@@ -221,6 +231,12 @@ def _measure(
             rows.append((*base, item.subject, item.kind, "ks", item.ks, None, False, now))
     for metric_name, value in performance.items():
         rows.append((*base, "performance", "metric", metric_name, value, None, False, now))
+    if audit is not None:
+        assert spec.fairness is not None
+        for record in records.to_records(audit, spec.fairness):
+            rows.append((*base, *record, False, now))
+        for breach in fairness.breaches(audit, spec.fairness):
+            log.warning("monitor: batch %s: fairness: %s", batch, breach)
     # what shaped these figures: a re-run with other settings measures again
     rows.append((*base, SETTINGS, SETTINGS, settings, None, None, False, now))
     predicate = f"batch_id = '{batch}' AND model_version = '{model.version}'"
@@ -241,7 +257,9 @@ def _measure(
             {f"ks_{_metric_key(d.subject)}": d.ks for d in drifts if d.ks is not None}
         )
         mlflow.log_metrics({f"batch_{k}": v for k, v in performance.items()})
-    return MonitorResult(batch, model.version, drifts, performance, drifted)
+        if audit is not None:
+            runs.log_fairness(audit, "batch_fairness")
+    return MonitorResult(batch, model.version, drifts, performance, drifted, fairness=audit)
 
 
 def _reference_profile(model: ServingModel) -> profile.ReferenceProfile:
@@ -282,11 +300,34 @@ def _performance(
     the rows the model did not train on: rows in its run's train split (a
     model retrained on this batch, `--retrain-on-drift`) are left out and
     counted, so the figure is never in-sample."""
+    return _labelled(spark, scored, current, keys, spec, model)[0]
+
+
+def _labelled(
+    spark: SparkSession,
+    scored: DataFrame,
+    current: DataFrame,
+    keys: list[str],
+    spec: TrainConfig,
+    model: ServingModel,
+) -> tuple[dict[str, float], fairness.Audit | None]:
+    """The performance (see `_performance`) and, with `train.fairness`, the
+    per-group metrics of the same rows: group columns come from `current`;
+    a group column it lacks (a model trained without the derived column)
+    is said and fairness left out."""
+    groups = [g for g in spec.fairness.groups if g not in keys] if spec.fairness else []
+    missing = [g for g in groups if g not in current.columns]
+    if missing:
+        log.warning(
+            "monitor: fairness not measured: the batch's rows have no column %s",
+            ", ".join(missing),
+        )
+        groups = []
     labelled = scored.join(
-        current.select(*keys, F.col(spec.label).cast("double").alias(spec.label)), keys
+        current.select(*keys, F.col(spec.label).cast("double").alias(spec.label), *groups), keys
     ).where(F.col(spec.label).isNotNull())
     if labelled.isEmpty():
-        return {}
+        return {}, None
     if not model.split_table or model.split_version is None:
         raise InputNotFound(
             f"model {model.name} v{model.version}: its run records no split table, so the "
@@ -320,9 +361,13 @@ def _performance(
                 measured,
             )
         found = {MEASURED_ROWS: float(measured), TRAINED_ROWS: float(left_out)}
+        audit = None
         if measured:
-            found.update(evaluate(flagged.where(~F.col("__trained")), spec.task, spec.label))
-        return found
+            unseen = flagged.where(~F.col("__trained"))
+            found.update(evaluate(unseen, spec.task, spec.label))
+            if spec.fairness is not None and not missing:
+                audit = fairness.measure(unseen, spec.fairness, spec.task, spec.label)
+        return found, audit
     finally:
         flagged.unpersist()
 
@@ -343,11 +388,19 @@ def _settings_sha256(cfg: JobConfig) -> str:
         "predict_where": ds.predict.where,
         "features": ds.train.features.model_dump() if ds.train else None,
     }
+    if ds.train is not None and ds.train.fairness is not None:
+        shaping["fairness"] = ds.train.fairness.model_dump()
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _already_measured(
-    spark: SparkSession, table: str, batch: str, version: str, settings: str, source_version: int
+    spark: SparkSession,
+    table: str,
+    batch: str,
+    version: str,
+    settings: str,
+    source_version: int,
+    spec: TrainConfig,
 ) -> MonitorResult | None:
     """The stored result when this batch, as scored from this silver version,
     and model version were measured before with the same settings (None:
@@ -369,7 +422,7 @@ def _already_measured(
     performance: dict[str, float] = {}
     drifted = []
     for r in rows:
-        if r["kind"] == SETTINGS:
+        if r["kind"] == SETTINGS or r["kind"] in records.KINDS:
             continue
         if r["kind"] == "metric":
             performance[r["measure"]] = float(r["value"])
@@ -381,7 +434,14 @@ def _already_measured(
     drifts = [
         drift.Drift(s, kinds[s], v["psi"], v.get("ks")) for s, v in sorted(by_subject.items())
     ]
-    return MonitorResult(batch, version, drifts, performance, sorted(drifted), skipped=True)
+    audit = (
+        records.from_records([r.asDict() for r in rows], spec.fairness, spec.task)
+        if spec.fairness is not None
+        else None
+    )
+    return MonitorResult(
+        batch, version, drifts, performance, sorted(drifted), skipped=True, fairness=audit
+    )
 
 
 def _metric_key(subject: str) -> str:

@@ -1,5 +1,5 @@
-"""Train: silver → split → cross-validated search → refit → test evaluation →
-MLflow run → registry gate.
+"""Train: silver → split → cross-validated search → refit → test evaluation
+(and fairness per group) → MLflow run → registry gate.
 
 Everything runs in Spark (the data never goes to pandas). The silver version
 read is pinned and recorded, so the training rows can be rebuilt by time
@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge import secrets, sqlguard
+from lakeforge import fairness, secrets, sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
@@ -31,6 +31,7 @@ from lakeforge.evaluation import plots
 from lakeforge.evaluation.importance import by_column, feature_names, importances
 from lakeforge.evaluation.metrics import evaluate, metric
 from lakeforge.evaluation.threshold import ThresholdChoice, choose_threshold, score_column
+from lakeforge.fairness.plots import figures as fairness_figures
 from lakeforge.features.stages import build_stages
 from lakeforge.logs import timed
 from lakeforge.models.threshold import DecisionThreshold
@@ -67,6 +68,8 @@ class TrainResult:
     class_weights: dict[float, float] | None = None
     # importance summed per silver column, largest first
     column_importance: tuple[tuple[str, float], ...] = ()
+    # per-group metrics and gaps on the test split (train.fairness), None when not asked
+    fairness: fairness.Audit | None = None
 
 
 def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
@@ -97,8 +100,16 @@ def run(spark: SparkSession, cfg: JobConfig) -> TrainResult | None:
         return None
     silver = delta.read(spark, tables.silver, as_of=version)
     rows = _labelled_rows(silver, spec, ds.identity, ds.name)
-    # The columns training reads, cached: every fold and candidate scans them.
-    wanted = [*ds.identity, spec.label, *spec.features.input_columns(), SPLIT, FOLD]
+    # The columns training reads, cached: every fold and candidate scans them;
+    # fairness groups travel with the rows even when they are not features.
+    wanted = [
+        *ds.identity,
+        spec.label,
+        *spec.features.input_columns(),
+        *_group_columns(spec),
+        SPLIT,
+        FOLD,
+    ]
     data = rows.select(*dict.fromkeys(wanted)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # The champion is scored on the same test rows with every silver column:
@@ -113,7 +124,10 @@ def config_sha256(cfg: JobConfig) -> str:
     the validated `train` section (defaults filled in, formatting ignored).
     Changing predict or monitor settings does not call for a new model."""
     ds = cfg.dataset
-    decisive = {"keys": ds.keys, "train": ds.train.model_dump() if ds.train else None}
+    train = ds.train.model_dump() if ds.train else None
+    if train is not None and train.get("fairness") is None:
+        del train["fairness"]  # configs without it keep the hash they had before it existed
+    decisive = {"keys": ds.keys, "train": train}
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
 
 
@@ -261,12 +275,22 @@ def _train(
                 weights = importances(model, names, feature_std)
                 columns = by_column(weights, spec.features)
                 figures = plots.figures(scored, spec.task, spec.label, weights, columns)
+                audit = _fairness(scored, spec)
                 online = _export_online(model, scored, spec, n_classes, split_counts[TEST])
             finally:
                 scored.unpersist()
             stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlflow.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
+        held_back: list[str] = []
+        if audit is not None:
+            assert spec.fairness is not None
+            runs.log_fairness(audit)
+            figures.update(fairness_figures(audit))
+            held_back = [str(b) for b in fairness.breaches(audit, spec.fairness)]
+            for reason in held_back:
+                log.warning("train: fairness: %s", reason)
+            runs.set_tags({"lakeforge.fairness_gate": "held back" if held_back else "passed"})
         runs.log_figures(figures)
         runs.log_online(online)
         runs.log_importances(weights, columns, best.spec.estimator)
@@ -281,7 +305,9 @@ def _train(
             runs.log_json(reference.to_dict(), profile.ARTIFACT)
             stats.update(rows=reference.rows)
         with timed(log, "train: log and register the model"):
-            example = test_rows.drop(SPLIT, FOLD, spec.label).limit(20)
+            # group columns that are not model inputs are not in its signature
+            example = test_rows.drop(SPLIT, FOLD, spec.label, *_group_only(spec, ds.identity))
+            example = example.limit(20)
             model_uri = runs.log_model(
                 model, example, model.transform(example).select("prediction")
             )
@@ -303,6 +329,7 @@ def _train(
             smaller_is_better=spec.smaller_is_better,
             margin=spec.registry.margin,
             score_champion=lambda v: _score_version(model_name, v, full_test_rows, spec),
+            held_back=held_back,
         )
         runs.set_tags(
             {"lakeforge.model_version": decision.version, "lakeforge.promoted": decision.promoted}
@@ -331,7 +358,47 @@ def _train(
         threshold=threshold,
         class_weights=class_weights,
         column_importance=tuple(columns),
+        fairness=audit,
     )
+
+
+def _group_columns(spec: TrainConfig) -> list[str]:
+    """Fairness group columns read from silver (derived features come from the model)."""
+    groups = spec.fairness.groups if spec.fairness else []
+    return [g for g in groups if g not in spec.features.derive]
+
+
+def _group_only(spec: TrainConfig, identity: list[str]) -> list[str]:
+    """Group columns read from silver that the model does not read."""
+    inputs = {*spec.features.input_columns(), *identity}
+    return [g for g in _group_columns(spec) if g not in inputs]
+
+
+def _fairness(scored: DataFrame, spec: TrainConfig) -> fairness.Audit | None:
+    """Per-group metrics of the scored test rows (train.fairness), or None."""
+    if spec.fairness is None:
+        return None
+    what = f"train: fairness per group of {', '.join(spec.fairness.groups)} on the test split"
+    with timed(log, what) as stats:
+        audit = fairness.measure(scored, spec.fairness, spec.task, spec.label)
+        small = audit.too_small()
+        stats.update(groups=len(audit.cells), too_small=len(small))
+    if small:
+        log.info(
+            "train: fairness: groups under %d test rows, reported but not measured: %s",
+            spec.fairness.min_rows,
+            ", ".join(f"{c.grouping}={c.group} ({c.rows})" for c in small),
+        )
+    for gap in audit.gaps:
+        if gap.name in ("demographic_parity_difference", "equalized_odds_difference"):
+            log.info(
+                "train: fairness: %s on %s %.4f (%s)",
+                gap.name,
+                gap.grouping,
+                gap.value,
+                gap.between(),
+            )
+    return audit
 
 
 def _export_online(

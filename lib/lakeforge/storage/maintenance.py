@@ -20,12 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import reduce
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge.errors import SPARK_ERRORS
 from lakeforge.storage import delta
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")
@@ -143,6 +145,62 @@ def vacuum(spark: SparkSession, table: str, hours: int) -> None:
         DeltaTable.forPath(spark, table).vacuum(float(hours))
 
 
+def history_text(spark: SparkSession, table: str) -> DataFrame | None:
+    """Everything the table keeps besides its latest version's rows, as text
+    (one column, `text`): each row of every data file under the table that
+    the latest version does not read (as JSON), each line of its log's
+    commits and checksums, each row of its checkpoints (as JSON). None when
+    there is none of it. What `lakeforge forget` searches for a subject's
+    values, to know whether the table's history must go too."""
+    current = files_read(spark, table)
+    old = sorted(f for f in data_files(spark, table) if f.endswith(".parquet") and f not in current)
+    log = _log_files(spark, table)
+    frames = []
+    if old:
+        frames.append(_parquet_text(spark, [_join(table, f) for f in old]))
+    lines = [p for _, p in log if p.endswith((".json", ".crc"))]
+    if lines:
+        frames.append(spark.read.text(lines).select(F.col("value").alias("text")))
+    checkpoints = [p for _, p in log if p.endswith(".parquet")]
+    if checkpoints:
+        frames.append(_parquet_text(spark, checkpoints))
+    return reduce(DataFrame.unionByName, frames) if frames else None
+
+
+def purge_history(spark: SparkSession, table: str) -> tuple[int, int]:
+    """Keep only the latest version of the table: VACUUM with a retention of
+    0 hours (Delta's retention check turned off for the call), then a
+    checkpoint of the latest version and every log file (commit, checksum,
+    checkpoint) of an earlier version deleted, as Delta's own log cleanup
+    does for expired ones (it keeps whatever is younger than the day it
+    runs on, whatever the table's `delta.logRetentionDuration`). No earlier
+    version can be read back afterwards. Returns (data files deleted, log
+    files deleted).
+
+    Run it when nothing else writes the table: a writer's files not yet
+    committed are older than 0 hours too.
+    """
+    before = len(data_files(spark, table))
+    with _session_conf(spark, RETENTION_CHECK, "false"):
+        vacuum(spark, table, 0)
+    deleted = before - len(data_files(spark, table))
+    jvm: Any = spark._jvm
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, table)
+    none = jvm.scala.Option.empty()
+    snapshot = delta_log.update(False, none, none)
+    delta_log.checkpoint(snapshot, none)
+    latest = int(snapshot.version())
+    fs, _ = _fs(spark, table)
+    dropped = 0
+    for version, path in _log_files(spark, table):
+        if version is not None and version < latest:
+            dropped += bool(fs.delete(jvm.org.apache.hadoop.fs.Path(path), False))
+    jvm.org.apache.spark.sql.delta.DeltaLog.invalidateCache(
+        spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(table)
+    )
+    return deleted, dropped
+
+
 def retention_check_enabled(spark: SparkSession) -> bool:
     return str(spark.conf.get(RETENTION_CHECK, "true")).strip().lower() != "false"
 
@@ -175,6 +233,48 @@ def _alter_properties(spark: SparkSession, table: str, values: dict[str, str]) -
         target, to_map(values)
     )
     command.run(session)
+
+
+# a log file's version: `N.json`, `N.crc`, `N.checkpoint[.…].parquet`, and the
+# end version of a compacted `M.N.compacted.json`
+_LOG_VERSION = re.compile(r"^(\d{20})(?:\.(\d{20}))?\.")
+
+
+def _log_files(spark: SparkSession, table: str) -> list[tuple[int | None, str]]:
+    """(version or None, path) of every file of the table's log folder and
+    of its staged commits (what coordinated commits write before the log)."""
+    fs, root = _fs(spark, table)
+    found: list[tuple[int | None, str]] = []
+    for folder in ("_delta_log", "_delta_log/_staged_commits"):
+        path = root.suffix(f"/{folder}")
+        if not fs.exists(path):
+            continue
+        for status in fs.listStatus(path):
+            if status.isDirectory():
+                continue
+            name = str(status.getPath().getName())
+            match = _LOG_VERSION.match(name)
+            version = int(match.group(2) or match.group(1)) if match else None
+            found.append((version, f"{table.rstrip('/')}/{folder}/{name}"))
+    return found
+
+
+def _parquet_text(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """The rows of parquet files as JSON text: read together (schemas
+    merged), or one by one when their types disagree."""
+    try:
+        frame = spark.read.option("mergeSchema", "true").parquet(*paths)
+    except SPARK_ERRORS:
+        return reduce(DataFrame.unionByName, [_as_text(spark.read.parquet(p)) for p in paths])
+    return _as_text(frame)
+
+
+def _as_text(df: DataFrame) -> DataFrame:
+    return df.select(F.to_json(F.struct(F.col("*"))).alias("text"))
+
+
+def _join(table: str, relative: str) -> str:
+    return f"{table.rstrip('/')}/{relative}"
 
 
 def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:

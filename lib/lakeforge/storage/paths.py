@@ -90,6 +90,12 @@ class Tables:
         return self._at("_clean_log")
 
     @property
+    def forget_audit(self) -> str:
+        """Who erased how many rows of a subject from which table when
+        (`lakeforge forget`), never the subject's values."""
+        return self._at("_forget_audit")
+
+    @property
     def quality(self) -> str:
         """Great Expectations results (JSON) and Data Docs (HTML)."""
         return self._at("_quality")

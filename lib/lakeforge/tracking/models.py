@@ -48,9 +48,11 @@ def serving_model(tracking_uri: str, name: str, version: int | None) -> ServingM
             else client.get_model_version_by_alias(name, CHAMPION)
         )
     except MlflowException:
-        wanted = f"version {version}" if version is not None else f"a {CHAMPION} alias"
+        wanted = (
+            f"version {version}" if version is not None else f"version with the {CHAMPION} alias"
+        )
         raise InputNotFound(
-            f"model {name!r} has no {wanted} in {tracking_uri}: run train first"
+            f"model {name!r} has no {wanted} in {tracking_uri}: {_hint(client, name, version)}"
         ) from None
     run = client.get_run(str(found.run_id))
     return ServingModel(
@@ -63,6 +65,22 @@ def serving_model(tracking_uri: str, name: str, version: int | None) -> ServingM
         split_table=run.data.params.get("split_table", ""),
         split_version=_version(run.data.params.get("split_table_version")),
     )
+
+
+def _hint(client: MlflowClient, name: str, version: int | None) -> str:
+    """What to do about a missing version or champion: train, or (versions
+    exist, none is champion) look at why the gate held them back."""
+    if version is None:
+        try:
+            registered = len(client.search_model_versions(f"name = '{name}'", max_results=1))
+        except MlflowException:
+            registered = 0
+        if registered:
+            return (
+                "no version holds it: the gate held them back (a fairness limit) or the alias "
+                "was removed; see each version's lakeforge.gate tag"
+            )
+    return "run train first"
 
 
 def _version(recorded: str | None) -> int | None:

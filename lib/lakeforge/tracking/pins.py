@@ -26,6 +26,9 @@ from mlflow.exceptions import MlflowException
 log = logging.getLogger(__name__)
 
 ARCHIVED_TAG = "archived"
+# on a model version whose pinned table versions `lakeforge forget --force` erased
+FORGET_TAG = "lakeforge.forget"
+_TAG_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,19 @@ def run_pins(run: Run, model: str, model_version: str) -> list[Pin]:
         if table and version.isdigit():
             pins.append(Pin(table.rstrip("/"), int(version), model, model_version))
     return list(dict.fromkeys(pins))
+
+
+def mark_unreproducible(tracking_uri: str, lost: dict[tuple[str, str], str]) -> None:
+    """Tag each model version of `lost` ((model, version) → what it lost)
+    `lakeforge.forget`, after what earlier erasures wrote there: the table
+    versions its run read can no longer be read back, so the run cannot be
+    reproduced (`lakeforge forget --force`)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for (model, version), note in lost.items():
+        earlier = str((client.get_model_version(model, version).tags or {}).get(FORGET_TAG, ""))
+        text = f"{earlier}; {note}" if earlier else note
+        # a tag value holds 5,000 characters: the latest erasures are kept
+        client.set_model_version_tag(model, version, FORGET_TAG, text[-_TAG_LIMIT:])
 
 
 def _all_versions(client: MlflowClient) -> Iterator[ModelVersion]:

@@ -1,5 +1,6 @@
 """The model registry: register a trained model and move the `champion` alias
-only when the new model beats the current champion on the same test rows.
+only when the new model beats the current champion on the same test rows,
+and no fairness limit (`train.fairness`) holds it back.
 
 Aliases, not stages (deprecated in MLflow): `champion` is what predict
 loads; a registered model that did not win gets `challenger`. The alias moves
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
@@ -41,6 +42,8 @@ class GateDecision:
     champion_version: str | None
     champion_value: float | None
     reason: str
+    # why the model may not be champion whatever its metric (fairness limits)
+    held_back: tuple[str, ...] = ()
 
 
 def champion_version(client: MlflowClient, name: str) -> str | None:
@@ -61,14 +64,22 @@ def gate(
     smaller_is_better: bool,
     margin: float,
     score_champion: Callable[[str], float],
+    held_back: Sequence[str] = (),
 ) -> GateDecision:
     """Give `version` the champion alias if there is no champion, or if it beats
     the champion's `metric` (recomputed by `score_champion` on the same test
-    rows) by more than `margin`; else the challenger alias. A champion that
+    rows) by more than `margin`; else the challenger alias. A model with
+    reasons in `held_back` (a fairness gap past its limit) is a challenger
+    whatever its metric, and the champion is not scored. A champion that
     cannot score the rows (`score_champion` raises CannotScore) keeps its
     alias; any other exception propagates, and no alias moves."""
     current = champion_version(client, name)
-    if current is None:
+    if held_back:
+        reason = "held back by fairness: " + "; ".join(held_back)
+        decision = GateDecision(
+            False, version, metric, value, current, None, reason, tuple(held_back)
+        )
+    elif current is None:
         decision = GateDecision(True, version, metric, value, None, None, "no champion yet")
     else:
         try:
@@ -91,8 +102,10 @@ def gate(
         )
         decision = GateDecision(wins, version, metric, value, current, theirs, reason)
     client.set_registered_model_alias(name, CHAMPION if decision.promoted else CHALLENGER, version)
-    client.set_model_version_tag(name, version, "lakeforge.gate", decision.reason)
-    log.info(
+    # an MLflow tag holds at most 8,000 characters; many breaches may be long
+    client.set_model_version_tag(name, version, "lakeforge.gate", decision.reason[:7000])
+    log.log(
+        logging.WARNING if held_back else logging.INFO,
         "registry: %s v%s %s (%s)",
         name,
         version,

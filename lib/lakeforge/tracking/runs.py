@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame
 from lakeforge import secrets
 from lakeforge.errors import ConfigError
 from lakeforge.evaluation.threshold import ThresholdChoice
+from lakeforge.fairness import Audit
 from lakeforge.serving.export import Export
 from lakeforge.serving.layout import (
     ARTIFACT_DIR,
@@ -264,6 +265,31 @@ def log_threshold(choice: ThresholdChoice, goal: str) -> None:
             "threshold_validation_f1": choice.f1,
             "threshold_target_met": float(choice.target_met),
         }
+    )
+
+
+def log_fairness(audit: Audit, prefix: str = "fairness") -> None:
+    """The fairness audit in the active run: its gaps as metrics
+    (`fairness.demographic_parity_difference` is the worst grouping's,
+    `fairness.race.demographic_parity_difference` one grouping's), one row per
+    group (`<prefix>/groups.json`, too small groups with their row counts) and
+    one per gap with the two groups giving it (`<prefix>/gaps.json`), as
+    MLflow tables."""
+    mlflow.log_metrics(audit.metrics(prefix))
+    mlflow.log_table(audit.table(), f"{prefix}/groups.json")
+    gaps = audit.gaps
+    mlflow.log_table(
+        {
+            "grouping": [g.grouping for g in gaps],
+            "summary": [g.name for g in gaps],
+            "value": [g.value for g in gaps],
+            "metric": [g.metric for g in gaps],
+            "high_group": [g.high for g in gaps],
+            "high_value": [g.high_value for g in gaps],
+            "low_group": [g.low for g in gaps],
+            "low_value": [g.low_value for g in gaps],
+        },
+        f"{prefix}/gaps.json",
     )
 
 

@@ -1,0 +1,242 @@
+"""Personal data protected before bronze is written: the `privacy:` block's
+actions as Spark SQL expressions, applied to the rows of a batch.
+
+- `pseudonymise`: the hex HMAC-SHA256, under the dataset's key, of the value
+  as text (`keys.pseudonym`, the one definition). A value of another type is
+  first rendered by Spark's `CAST(value AS STRING)` in the session time zone
+  (lakeforge sets UTC): an int `42` → `"42"`, a double `1.5` → `"1.5"` and
+  `1e20` → `"1.0E20"`, a decimal(10,2) `3.5` → `"3.50"`, a date → `"2024-01-31"`,
+  a timestamp → `"2024-01-31 10:00:00"`, a boolean → `"true"`. `pseudonym_sql`
+  gives `forget` the same rendering. The column becomes text.
+- `mask`: the value as text with every character but the last `keep_last`
+  (or first `keep_first`) replaced by `mask_char`; all of them when neither
+  is set. A value no longer than what is kept stays whole. The column becomes
+  text.
+- `generalise`: keeps the column's type. A number becomes the lower bound of
+  its `band` (37 → 30 with band 10; -3 → -10); an integer column with a
+  fractional band gets that bound rounded down to a whole number; NaN and
+  infinities stay as they are; a bound the type cannot hold (the smallest int
+  with a band of 10) becomes null. A date or timestamp becomes the first day
+  (midnight) of its month or year; a text its first `prefix` characters.
+- `drop`: the column is removed.
+
+Null stays null under every action. The HMAC is written with `sha2`, `unhex`
+and `concat` over the key's inner and outer padded blocks (RFC 2104), so it
+runs in Spark's own code, no Python UDF. Those blocks are equivalent to the
+key: they are literals inside the Spark plan (visible in `explain()`, the
+Spark UI's SQL tab and an event log when those are on), never in lakeforge's
+logs: `Protector.load` registers the key and both blocks (hex, either case)
+with the log scrubber, and the caller makes the JVM's log scrub them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeforge import secrets
+from lakeforge.config.privacy import Privacy, Protection
+from lakeforge.errors import ConfigError
+from lakeforge.privacy.keys import privacy_key
+from lakeforge.sqltext import name, text
+
+# what a quarantine's raw text shows for a generalised field whose text does
+# not cast (the band or month of "thirty-seven" cannot be told)
+WITHHELD = "[withheld]"
+_BLOCK = 64  # SHA-256's block size in bytes
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+_FLOATING = (T.FloatType, T.DoubleType)
+
+
+def _padded_blocks(key: bytes) -> tuple[str, str]:
+    """(key ⊕ ipad, key ⊕ opad) as hex: HMAC's inner and outer key blocks."""
+    block = (hashlib.sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+    inner = bytes(b ^ 0x36 for b in block).hex()
+    outer = bytes(b ^ 0x5C for b in block).hex()
+    return inner, outer
+
+
+def pseudonym_sql(text_sql: str, key: bytes) -> str:
+    """SQL giving `keys.pseudonym(key, t)` for each value `t` of the string
+    expression `text_sql` (null for null)."""
+    inner, outer = _padded_blocks(key)
+    digest = f"sha2(concat(unhex('{inner}'), CAST({text_sql} AS BINARY)), 256)"
+    return f"sha2(concat(unhex('{outer}'), unhex({digest})), 256)"
+
+
+def pseudonym_column(column: str, key: bytes) -> SparkColumn:
+    """The pseudonym of column `column` of any type, rendered as text the way
+    a pseudonymised column is (Spark's CAST AS STRING): what `forget` compares
+    a subject's id with."""
+    return F.expr(pseudonym_sql(f"CAST({name(column)} AS STRING)", key))
+
+
+def _as_text(value_sql: str, data_type: T.DataType) -> str:
+    if isinstance(data_type, T.StringType):
+        return value_sql
+    return f"CAST({value_sql} AS STRING)"
+
+
+def _mask(text_sql: str, p: Protection) -> str:
+    char = text(p.mask_char)
+    kept = p.keep_last or p.keep_first or 0
+    # repeat() of a count below 1 is empty; of a null count, null
+    hidden = f"repeat({char}, char_length({text_sql}) - {kept})"
+    if p.keep_last:
+        return f"concat({hidden}, right({text_sql}, {kept}))"
+    if p.keep_first:
+        return f"concat(left({text_sql}, {kept}), {hidden})"
+    return hidden
+
+
+def _decimal_literal(value: float) -> str:
+    """`value` as an exact Spark decimal literal (2.5 → 2.5BD, 1e-05 → 0.00001BD)."""
+    return f"{Decimal(repr(value)):f}BD"
+
+
+def _generalise(value_sql: str, p: Protection, data_type: T.DataType) -> str:
+    if p.band is not None:
+        kind = data_type.simpleString()
+        if isinstance(data_type, _FLOATING):
+            band = f"CAST({p.band!r} AS DOUBLE)"
+            ratio = f"(CAST({value_sql} AS DOUBLE) / {band})"
+            # floor() of a double is a BIGINT: past 2^53 the ratio is whole anyway
+            return (
+                f"CASE WHEN isnan({value_sql}) OR abs({ratio}) >= 9.0E15 THEN {value_sql} "
+                f"ELSE CAST(CAST(floor({ratio}) AS DOUBLE) * {band} AS {kind}) END"
+            )
+        lower = f"({value_sql} - pmod({value_sql}, {_decimal_literal(p.band)}))"
+        if isinstance(data_type, _INTEGRAL):
+            lower = f"floor({lower})"
+        return f"try_cast({lower} AS {kind})"
+    if p.to is not None:
+        unit = "MM" if p.to == "month" else "YEAR"
+        if isinstance(data_type, T.DateType):
+            return f"trunc({value_sql}, '{unit}')"
+        return f"date_trunc('{unit}', {value_sql})"
+    assert p.prefix is not None  # the config allows exactly one of band, to, prefix
+    return f"left({value_sql}, {p.prefix})"
+
+
+@dataclass(frozen=True)
+class Protector:
+    """The `privacy:` block with its key, writing the SQL of each action.
+
+    `key` is None when the block names no `key_env` (then nothing may be
+    pseudonymised)."""
+
+    privacy: Privacy
+    key: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, privacy: Privacy, dataset: str) -> Protector:
+        """The block with its key read from `privacy.key_env` (ConfigError
+        naming the variable when it is unset or short), the key registered
+        with the log scrubber in every form the plan holds it."""
+        key = privacy_key(privacy, dataset) if privacy.key_env is not None else None
+        if key is not None:
+            secrets.register(key.decode("utf-8"))
+            for block in _padded_blocks(key):
+                secrets.register(block)
+                secrets.register(block.upper())
+        return cls(privacy, key)
+
+    @property
+    def active(self) -> bool:
+        """True when the block protects at least one column."""
+        return bool(self.privacy.columns)
+
+    @property
+    def columns(self) -> Mapping[str, Protection]:
+        return self.privacy.columns
+
+    def _key(self) -> bytes:
+        if self.key is None:
+            raise ConfigError("pseudonymise needs privacy.key_env (the HMAC key's variable)")
+        return self.key
+
+    def value_sql(self, column: str, value_sql: str, data_type: T.DataType) -> str | None:
+        """SQL for the protected form of `value_sql` (a value of `column`, of
+        `data_type`); None when the column is dropped or `value_sql` itself
+        when the column is not protected."""
+        p = self.columns.get(column)
+        if p is None:
+            return value_sql
+        if p.action == "drop":
+            return None
+        if p.action == "pseudonymise":
+            return pseudonym_sql(_as_text(value_sql, data_type), self._key())
+        if p.action == "mask":
+            return _mask(_as_text(value_sql, data_type), p)
+        return _generalise(value_sql, p, data_type)
+
+    def raw_field_sql(
+        self, column: str, text_sql: str, typed_sql: str, data_type: T.DataType
+    ) -> str | None:
+        """SQL for a field of a quarantined row's raw text: `text_sql` (the
+        field as read) when `column` is not protected; else the protected
+        form of the typed value, as a bronze row would hold it, or, when the
+        text does not cast, of the text (pseudonymise and mask), or
+        `[withheld]` (generalise). None for a dropped column: the field is
+        left out."""
+        p = self.columns.get(column)
+        if p is None:
+            return text_sql
+        if p.action == "drop":
+            return None
+        typed = self.value_sql(column, typed_sql, data_type)
+        if p.action == "pseudonymise":
+            return f"coalesce({typed}, {pseudonym_sql(text_sql, self._key())})"
+        if p.action == "mask":
+            return _mask(f"coalesce({_as_text(typed_sql, data_type)}, {text_sql})", p)
+        return (
+            f"coalesce(CAST({typed} AS STRING), "
+            f"CASE WHEN {text_sql} IS NOT NULL THEN {text(WITHHELD)} END)"
+        )
+
+    def withheld_sql(self, line_sql: str) -> str:
+        """SQL for the raw text of a row that did not split into fields: which
+        of its fields hold protected columns cannot be told, so the text is
+        withheld; its length and a digest remain, so the row can still be
+        identified (HMAC-SHA256 under the key when there is one, else SHA-256,
+        which anyone able to guess the whole line can confirm)."""
+        if self.key is not None:
+            digest = f"'hmac-sha256 ', {pseudonym_sql(line_sql, self.key)}"
+        else:
+            digest = f"'sha-256 ', sha2(CAST({line_sql} AS BINARY), 256)"
+        return (
+            f"CASE WHEN {line_sql} IS NOT NULL THEN concat('[withheld: ', "
+            f"CAST(char_length({line_sql}) AS STRING), ' characters; ', {digest}, ']') END"
+        )
+
+    def apply(self, df: DataFrame) -> DataFrame:
+        """`df` with each protected column in its protected form and the
+        dropped ones removed; other columns untouched. Columns the block names
+        that `df` lacks are ignored."""
+        types = {f.name: f.dataType for f in df.schema.fields}
+        changed: dict[str, SparkColumn] = {}
+        dropped: list[str] = []
+        for column in self.columns:
+            if column not in types:
+                continue
+            sql = self.value_sql(column, name(column), types[column])
+            if sql is None:
+                dropped.append(column)
+            else:
+                changed[column] = F.expr(sql)
+        return df.withColumns(changed).drop(*dropped)
+
+
+def protect(df: DataFrame, privacy: Privacy, key: bytes | None) -> DataFrame:
+    """`df` with the block's actions applied (see the module's docstring):
+    pseudonymised and masked columns become text, generalised ones keep their
+    type, dropped ones are gone. Raises ConfigError when a column is to be
+    pseudonymised and `key` is None."""
+    return Protector(privacy, key).apply(df)
