@@ -151,4 +151,8 @@ def _fairness(audit: Audit, where: str) -> list[str]:
     if small:
         shown = ", ".join(f"{c.grouping} = {c.group} ({c.rows:,} rows)" for c in small)
         lines += ["", f"Too small to measure (under {audit.min_rows:,} rows): {shown}."]
+    lost = audit.unscored()
+    if lost:
+        shown = ", ".join(f"{c.grouping} = {c.group} ({c.unscored:,} rows)" for c in lost)
+        lines += ["", f"Test rows the model did not score (handle_invalid skip): {shown}."]
     return lines

@@ -52,6 +52,7 @@ from lakeforge.config import load_job_config
 from lakeforge.config.fairness import Fairness
 from lakeforge.errors import ConfigError
 from lakeforge.fairness import NULL_GROUP, Audit, Cell, breaches, measure, records, summarise
+from lakeforge.fairness.measure import expected_rows
 from lakeforge.fairness.plots import figures
 from lakeforge.fairness.summary import JOIN
 from lakeforge.ingest.files import resolve_source_path
@@ -218,7 +219,15 @@ def test_compas_groups_and_intersections_match_fairlearn(
     fpr = {g: c.metrics["fpr"] for g, c in race.items() if c.measured}
     assert fpr["African-American"] - fpr["Caucasian"] > 0.15
     eo = audit.find("race", "equalized_odds_difference")
-    assert eo is not None and eo.value >= eo.high_value - eo.low_value - TOLERANCE
+    kept = frame[frame["race"].map(frame["race"].value_counts()) >= 20]
+    rates = {
+        name: MetricFrame(
+            metrics=f, y_true=kept["y"], y_pred=kept["prediction"], sensitive_features=kept["race"]
+        ).by_group
+        for name, f in (("tpr", true_positive_rate), ("fpr", false_positive_rate))
+    }
+    spread = max(float(r.max() - r.min()) for r in rates.values())
+    assert eo is not None and eo.value == pytest.approx(spread, abs=TOLERANCE)
 
 
 def test_synthetic_groups_with_nulls_ties_and_a_small_group_match_fairlearn(
@@ -329,7 +338,7 @@ def test_undefined_metrics_are_none_and_take_no_part_in_a_gap() -> None:
     assert eo is not None and (eo.value, eo.high, eo.low) == (pytest.approx(0.4), "c", "a")
     ratio = audit.find("g", "demographic_parity_ratio")
     assert ratio is not None and (ratio.value, ratio.low) == (0.0, "b")
-    assert audit.metrics()["fairness.rows_in_groups_too_small"] == 3
+    assert audit.metrics()["fairness.g.rows_in_groups_too_small"] == 3
 
 
 def _audit(spark: SparkSession) -> Audit:
@@ -476,3 +485,88 @@ def test_the_report_shows_gaps_groups_and_small_groups(spark: SparkSession) -> N
     ) in text
     assert "Too small to measure (under 30 rows): band = tiny (12 rows), region & band = " in text
     assert "- region: accuracy " in text
+
+
+def test_test_rows_the_model_did_not_score_are_reported_and_hold_the_model_back(
+    spark: SparkSession,
+) -> None:
+    # handle_invalid: skip drops the rows with a null race before the audit
+    test = [("F", None, 1.0)] * 7 + [("F", "a", 1.0)] * 40 + [("M", "b", 0.0)] * 40
+    test_rows = spark.createDataFrame(test, "sex string, race string, y double")
+    scored = spark.createDataFrame(
+        [(s, r, y, y, [1 - y, y]) for s, r, y in test if r is not None],
+        "sex string, race string, y double, prediction double, probability array<double>",
+    )
+    spec = Fairness(
+        groups=["sex", "race"], min_rows=1, max_gap={"demographic_parity_difference": 1.0}
+    )
+    expected = expected_rows(test_rows, spec, "y")
+    audit = measure(scored, spec, "binary", "y", expected)
+    lost = {(c.grouping, c.group): c.unscored for c in audit.cells if c.unscored}
+    assert lost == {
+        ("sex", "F"): 7,
+        ("race", NULL_GROUP): 7,
+        (f"sex{JOIN}race", f"F{JOIN}{NULL_GROUP}"): 7,
+    }
+    race_null = next(c for c in audit.cells if (c.grouping, c.group) == ("race", NULL_GROUP))
+    assert (race_null.rows, race_null.measured) == (0, False)
+    assert audit.table()["not_scored"].count(7) == 3
+    texts = " | ".join(str(b) for b in breaches(audit, spec))
+    assert f"7 test rows of race={NULL_GROUP} were not scored by the model" in texts
+    assert "7 test rows of sex=F were not scored by the model" in texts
+    measured = MonitorResult("b1", "2", [], {"roc_auc": 0.8}, [], fairness=audit)
+    text = render(PipelineRun("scores", datetime(2026, 11, 24), monitored=[measured]))
+    assert "Test rows the model did not score (handle_invalid skip): sex = F (7 rows)" in text
+    # without a limit nothing is held back, and a full scoring loses nothing
+    assert breaches(audit, Fairness(groups=["sex", "race"], min_rows=1)) == []
+    whole = measure(scored, spec, "binary", "y", expected_rows(scored, spec, "y"))
+    assert [c for c in whole.cells if c.unscored] == []
+
+
+def test_a_limit_with_nothing_measured_holds_the_model_back(spark: SparkSession) -> None:
+    empty = spark.createDataFrame(
+        [], "g string, y double, prediction double, probability array<double>"
+    )
+    spec = Fairness(groups=["g"], min_rows=1, max_gap={"demographic_parity_difference": 0.0})
+    audit = measure(empty, spec, "binary", "y")
+    (breach,) = breaches(audit, spec)
+    assert breach.grouping == "g" and breach.gap is None
+
+
+def test_intersection_values_holding_the_separator_stay_apart(spark: SparkSession) -> None:
+    rows = [("a & b", "c", 1.0, 1.0, [0.2, 0.8])] * 40
+    rows += [("a", "b & c", 0.0, 0.0, [0.9, 0.1])] * 40
+    scored = spark.createDataFrame(
+        rows, "s string, r string, y double, prediction double, probability array<double>"
+    )
+    audit = measure(scored, Fairness(groups=["s", "r"], min_rows=1), "binary", "y")
+    both = [c for c in audit.cells if c.grouping == f"s{JOIN}r"]
+    assert len(both) == 2
+    assert sorted((c.rows, c.metrics["selection_rate"]) for c in both) == [(40, 0.0), (40, 1.0)]
+    assert len({c.group for c in both}) == 2
+
+
+def test_a_group_without_positives_has_no_tpr_and_is_named_in_the_breach(
+    spark: SparkSession,
+) -> None:
+    g = ["a"] * 50 + ["b"] * 50
+    y = [1.0, 0.0] * 25 + [0.0] * 50
+    p = [1.0, 1.0, 0.0, 0.0] * 12 + [1.0, 0.0] + [0.0] * 50
+    scored = spark.createDataFrame(
+        [(a, b, c, [1 - c, c]) for a, b, c in zip(g, y, p, strict=True)],
+        "g string, y double, prediction double, probability array<double>",
+    )
+    spec = Fairness(groups=["g"], min_rows=1, max_gap={"equal_opportunity_difference": 0.1})
+    audit = measure(scored, spec, "binary", "y")
+    cell = next(c for c in audit.cells if c.group == "b")
+    assert cell.metrics["tpr"] is None and cell.metrics["precision"] is None
+    assert cell.metrics["roc_auc"] is None
+    # fairlearn (scikit-learn's 0 for an undefined rate) gives a gap; we do not
+    fairlearn = equal_opportunity_difference(
+        np.array(y), np.array(p), sensitive_features=pd.Series(g)
+    )
+    assert fairlearn == pytest.approx(13 / 25)  # a's TPR minus b's 0
+    assert audit.find("g", "equal_opportunity_difference") is None
+    assert ("g", "equal_opportunity_difference") in audit.unmeasured
+    (breach,) = breaches(audit, spec)
+    assert breach.gap is None and "undefined for b" in str(breach)

@@ -20,7 +20,7 @@ TPR without positive rows, R2 of a constant label) is None, not 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, Window
@@ -42,16 +42,56 @@ def groupings(groups: Sequence[str], intersections: bool) -> list[tuple[str, ...
     return out
 
 
-def measure(scored: DataFrame, spec: Fairness, task: str, label: str) -> Audit:
-    """Per-group metrics and their summaries of `scored` (a model's output with
-    `label`, `prediction`, the probability or raw prediction, and the group
-    columns); rows without a label are left out. Persist `scored` first: it is
-    read two or three times."""
-    metrics = spec.computed(task)
-    entries = [
+def _entries(spec: Fairness, columns: Sequence[str] | None = None) -> list[Column]:
+    """One (grouping, group values) struct per grouping (those whose columns
+    are all in `columns`, when given): the values are an array, so that a
+    value holding the separator cannot merge two groups."""
+    return [
         F.struct(F.lit(JOIN.join(g)).alias(_GROUPING), _group_value(g).alias(_GROUP))
         for g in groupings(spec.groups, spec.intersections)
+        if columns is None or all(c in columns for c in g)
     ]
+
+
+def display(values: Sequence[str]) -> str:
+    """A group's values as shown (`Female & Caucasian`); a value holding the
+    separator is quoted, so two groups never read the same."""
+    if len(values) == 1:
+        return values[0]
+    return JOIN.join(f'"{v}"' if JOIN in v or '"' in v else v for v in values)
+
+
+def expected_rows(test_rows: DataFrame, spec: Fairness, label: str) -> dict[tuple[str, str], int]:
+    """The labelled rows of each group in `test_rows` before the model scores
+    them (groupings on columns the rows hold: a derived group column exists
+    only after scoring); `measure` compares them with the rows it scored."""
+    entries = _entries(spec, test_rows.columns)
+    if not entries:
+        return {}
+    counts = (
+        test_rows.where(F.col(label).isNotNull())
+        .select(F.inline(F.array(*entries)))
+        .groupBy(_GROUPING, _GROUP)
+        .count()
+    )
+    return {(r[_GROUPING], display(r[_GROUP])): int(r["count"]) for r in counts.collect()}
+
+
+def measure(
+    scored: DataFrame,
+    spec: Fairness,
+    task: str,
+    label: str,
+    expected: Mapping[tuple[str, str], int] | None = None,
+) -> Audit:
+    """Per-group metrics and their summaries of `scored` (a model's output with
+    `label`, `prediction`, the probability or raw prediction, and the group
+    columns); rows without a label are left out. `expected`: each group's rows
+    before scoring (`expected_rows`): a group the model scored fewer rows of
+    (handle_invalid skip) says how many it lost. Persist `scored` first: it is
+    read two or three times."""
+    metrics = spec.computed(task)
+    entries = _entries(spec)
     score = _score(scored) if task == "binary" and "roc_auc" in metrics else None
     rows = scored.where(F.col(label).isNotNull()).select(
         F.inline(F.array(*entries)),
@@ -66,8 +106,18 @@ def measure(scored: DataFrame, spec: Fairness, task: str, label: str) -> Audit:
     else:
         found = _regression(rows, metrics)
     rank = {JOIN.join(g): i for i, g in enumerate(groupings(spec.groups, spec.intersections))}
+    expected = expected or {}
+    for key in expected.keys() - found.keys():
+        found[key] = (0, {})  # every row of the group was lost
     cells = [
-        Cell(grouping, group, n, n >= spec.min_rows, values if n >= spec.min_rows else {})
+        Cell(
+            grouping,
+            group,
+            n,
+            n >= spec.min_rows,
+            values if n >= spec.min_rows else {},
+            max(expected.get((grouping, group), n) - n, 0),
+        )
         for (grouping, group), (n, values) in sorted(
             found.items(), key=lambda item: (rank[item[0][0]], item[0][1])
         )
@@ -79,8 +129,7 @@ Found = dict[tuple[str, str], tuple[int, dict[str, float | None]]]
 
 
 def _group_value(columns: tuple[str, ...]) -> Column:
-    values = [F.coalesce(F.col(c).cast("string"), F.lit(NULL_GROUP)) for c in columns]
-    return values[0] if len(values) == 1 else F.concat_ws(JOIN, *values)
+    return F.array(*(F.coalesce(F.col(c).cast("string"), F.lit(NULL_GROUP)) for c in columns))
 
 
 def _score(scored: DataFrame) -> Column | None:
@@ -120,9 +169,9 @@ def _binary(rows: DataFrame, metrics: Sequence[str], with_score: bool) -> Found:
             "tpr": _ratio(tp, pos),
             "fpr": _ratio(fp, n - pos),
             "f1": _ratio(2 * tp, pos + sel),
-            "roc_auc": areas.get((r[_GROUPING], r[_GROUP])),
+            "roc_auc": areas.get((r[_GROUPING], display(r[_GROUP]))),
         }
-        found[(r[_GROUPING], r[_GROUP])] = (n, {m: values[m] for m in metrics})
+        found[(r[_GROUPING], display(r[_GROUP]))] = (n, {m: values[m] for m in metrics})
     return found
 
 
@@ -153,7 +202,9 @@ def _roc_auc(rows: DataFrame) -> dict[tuple[str, str], float | None]:
     out: dict[tuple[str, str], float | None] = {}
     for r in totals.collect():
         pos, neg = int(r["pos"]), int(r["neg"])
-        out[(r[_GROUPING], r[_GROUP])] = float(r["won"]) / (pos * neg) if pos and neg else None
+        out[(r[_GROUPING], display(r[_GROUP]))] = (
+            float(r["won"]) / (pos * neg) if pos and neg else None
+        )
     return out
 
 
@@ -192,7 +243,7 @@ def _multiclass(rows: DataFrame, scored: DataFrame, label: str, metrics: Sequenc
             for name, value in rates.items():
                 if name in metrics:
                     values[f"{name}{CLASS}{k:g}"] = value
-        found[(r[_GROUPING], r[_GROUP])] = (n, values)
+        found[(r[_GROUPING], display(r[_GROUP]))] = (n, values)
     return found
 
 
@@ -218,5 +269,5 @@ def _regression(rows: DataFrame, metrics: Sequence[str]) -> Found:
             "mean_error": float(r["mean_error"]),
             "r2": 1 - mse / variance if variance > 0 else None,
         }
-        found[(r[_GROUPING], r[_GROUP])] = (int(r["n"]), {m: values[m] for m in metrics})
+        found[(r[_GROUPING], display(r[_GROUP]))] = (int(r["n"]), {m: values[m] for m in metrics})
     return found

@@ -33,13 +33,15 @@ _WORSE_WHEN_FAR_FROM_ZERO = frozenset({"mean_error"})
 class Cell:
     """One group of a grouping (`sex` = `Female`; `sex & race` = `Female &
     Caucasian`), its test rows, and its metrics (none when it has fewer than
-    `min_rows` rows: then it is reported as too small)."""
+    `min_rows` rows: then it is reported as too small); `unscored`: its test
+    rows the model did not score (handle_invalid skip), left out of `rows`."""
 
     grouping: str
     group: str
     rows: int
     measured: bool
     metrics: Mapping[str, float | None] = field(default_factory=dict)
+    unscored: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class Audit:
     def too_small(self) -> list[Cell]:
         return [c for c in self.cells if not c.measured]
 
+    def unscored(self) -> list[Cell]:
+        """The groups with test rows the model did not score."""
+        return [c for c in self.cells if c.unscored]
+
     def find(self, grouping: str, name: str) -> Gap | None:
         return next((g for g in self.gaps if g.grouping == grouping and g.name == name), None)
 
@@ -98,12 +104,19 @@ class Audit:
         """One row per group (too small ones included, without metrics), as
         columns: for `mlflow.log_table` and the monitoring table."""
         names = self.metric_names()
-        out: dict[str, list[object]] = {"grouping": [], "group": [], "rows": [], "measured": []}
+        out: dict[str, list[object]] = {
+            "grouping": [],
+            "group": [],
+            "rows": [],
+            "not_scored": [],
+            "measured": [],
+        }
         out.update({n: [] for n in names})
         for cell in self.cells:
             out["grouping"].append(cell.grouping)
             out["group"].append(cell.group)
             out["rows"].append(cell.rows)
+            out["not_scored"].append(cell.unscored)
             out["measured"].append(cell.measured)
             for n in names:
                 out[n].append(cell.metrics.get(n))
@@ -112,15 +125,22 @@ class Audit:
     def metrics(self, prefix: str = "fairness") -> dict[str, float]:
         """MLflow metrics: `<prefix>.<grouping>.<summary>` for each grouping
         (`sex_and_race` for an intersection) and `<prefix>.<summary>`, the worst
-        over the groupings (the largest gap, the smallest ratio); the rows in
-        groups too small to measure."""
+        over the groupings (the largest gap, the smallest ratio); per grouping,
+        the rows in its groups too small to measure and its test rows the model
+        did not score (each grouping counts every row once: they are not added
+        across groupings)."""
         out: dict[str, float] = {}
         for gap in self.gaps:
             out[f"{prefix}.{grouping_key(gap.grouping)}.{gap.name}"] = gap.value
             overall = f"{prefix}.{gap.name}"
             worse = min if gap.name == RATIO else max
             out[overall] = worse(out.get(overall, gap.value), gap.value)
-        out[f"{prefix}.rows_in_groups_too_small"] = float(sum(c.rows for c in self.too_small()))
+        for grouping, members in _by_grouping(self.cells).items():
+            key = f"{prefix}.{grouping_key(grouping)}"
+            out[f"{key}.rows_in_groups_too_small"] = float(
+                sum(c.rows for c in members if not c.measured)
+            )
+            out[f"{key}.rows_not_scored"] = float(sum(c.unscored for c in members))
         return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import mlflow
@@ -267,6 +268,12 @@ def _train(
         elif spec.threshold is not None:
             raise InputNotFound(f"{ds.name}: train.threshold: the validation split has no rows")
         test_rows = data.where(F.col(SPLIT) == TEST)
+        # each group's test rows before scoring: handle_invalid skip may drop some
+        expected = (
+            fairness.expected_rows(test_rows, spec.fairness, spec.label)
+            if spec.fairness is not None
+            else {}
+        )
         with timed(log, "train: evaluate on the test split") as stats:
             scored = model.transform(test_rows).persist(StorageLevel.MEMORY_AND_DISK)
             try:
@@ -275,7 +282,7 @@ def _train(
                 weights = importances(model, names, feature_std)
                 columns = by_column(weights, spec.features)
                 figures = plots.figures(scored, spec.task, spec.label, weights, columns)
-                audit = _fairness(scored, spec)
+                audit = _fairness(scored, spec, expected, split_counts[TEST])
                 online = _export_online(model, scored, spec, n_classes, split_counts[TEST])
             finally:
                 scored.unpersist()
@@ -374,15 +381,37 @@ def _group_only(spec: TrainConfig, identity: list[str]) -> list[str]:
     return [g for g in _group_columns(spec) if g not in inputs]
 
 
-def _fairness(scored: DataFrame, spec: TrainConfig) -> fairness.Audit | None:
-    """Per-group metrics of the scored test rows (train.fairness), or None."""
+def _fairness(
+    scored: DataFrame,
+    spec: TrainConfig,
+    expected: Mapping[tuple[str, str], int],
+    test_rows: int,
+) -> fairness.Audit | None:
+    """Per-group metrics of the scored test rows (train.fairness), or None;
+    `expected`: each group's test rows before scoring, so a group whose rows
+    the model did not all score says so."""
     if spec.fairness is None:
         return None
     what = f"train: fairness per group of {', '.join(spec.fairness.groups)} on the test split"
     with timed(log, what) as stats:
-        audit = fairness.measure(scored, spec.fairness, spec.task, spec.label)
+        audit = fairness.measure(scored, spec.fairness, spec.task, spec.label, expected)
         small = audit.too_small()
-        stats.update(groups=len(audit.cells), too_small=len(small))
+        first = audit.cells[0].grouping if audit.cells else None
+        stats.update(
+            test_rows=test_rows,
+            scored_rows=scored.count(),
+            rows_in_groups=sum(c.rows for c in audit.cells if c.grouping == first),
+            groups=len(audit.cells),
+            too_small=len(small),
+        )
+    for cell in audit.unscored():
+        log.warning(
+            "train: fairness: %d test rows of %s=%s were not scored by the model "
+            "(handle_invalid skip); its metrics leave them out",
+            cell.unscored,
+            cell.grouping,
+            cell.group,
+        )
     if small:
         log.info(
             "train: fairness: groups under %d test rows, reported but not measured: %s",
