@@ -38,10 +38,14 @@ def looks_secret(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-def register(value: str | None) -> None:
-    """Treat `value` as a secret from now on (an env variable's value read as one)."""
+def register(value: str | None, force: bool = False) -> None:
+    """Treat `value` as a secret from now on (an env variable's value read as
+    one). A number is left out, unless `force` (a key that happens to be
+    all digits is a secret all the same)."""
     global _pattern
-    if not value or not value.strip() or value in _known or _NUMBER.match(value):
+    if not value or not value.strip() or value in _known:
+        return
+    if _NUMBER.match(value) and not force:
         return
     _known.add(value)
     # longest first, so a secret containing another is replaced whole

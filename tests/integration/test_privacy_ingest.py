@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import yaml
 from pyspark.sql import SparkSession
 
 from lakeforge.cli import main
+from lakeforge.config.loader import JobConfig
 from lakeforge.errors import UndeclaredPersonalData
 from lakeforge.privacy import keys
 from lakeforge.steps import clean, ingest
@@ -71,8 +76,10 @@ PROTECTED_FAILS = (
 TOO_MANY = "C-1005,eli.fox@example.com,4012 8888 8888 1881,33,1990-08-21,B33 8TH,Fox, Eli,1.0,y"
 TOO_FEW = "C-1006,gus.hale@example.com,3530 1113 3330 0000"
 LINES = [*GOOD, CAST_FAILS, PROTECTED_FAILS, TOO_MANY, TOO_FEW]
-# every raw value of a protected column the file holds (ages are too short to
-# search for as bytes: their protected form is checked in bronze instead)
+# every raw value of a protected column the file holds, as it can be found in
+# clear when nothing is protected (the control test checks each is; ages are
+# too short to search for as bytes: their protected form is checked in
+# bronze instead)
 RAW_VALUES = [
     *(f"C-100{i}" for i in range(1, 7)),
     "ann.jones@example.com",
@@ -91,7 +98,8 @@ RAW_VALUES = [
             "4012 8888 8888 1881",
             "3530 1113 3330 0000",
         )
-        for form in (card, card.replace(" ", ""), card.replace(" ", "")[:12])
+        # as written, and its first digits (what a mask must not keep)
+        for form in (card, card[:9])
     ),
     "41y",
     *("1984-03-17", "1971-11-23", "1995-06-09", "1980-02-14", "1990-08-21"),
@@ -106,17 +114,26 @@ def key(monkeypatch: pytest.MonkeyPatch) -> bytes:
     return KEY.encode()
 
 
+CHECKPOINT_EVERY = "spark.databricks.delta.properties.defaults.checkpointInterval"
+
+
 @pytest.fixture
 def plain_parquet(spark: SparkSession) -> Iterator[None]:
     """Parquet files written uncompressed for the test, so that a value in a
-    data file or checkpoint is there as plain bytes for the scan to find."""
-    name = "spark.sql.parquet.compression.codec"
-    before = spark.conf.get(name)
-    spark.conf.set(name, "uncompressed")
+    data file or checkpoint is there as plain bytes for the scan to find; and
+    a Delta checkpoint at every commit, so there are checkpoints to scan."""
+    settings = {"spark.sql.parquet.compression.codec": "uncompressed", CHECKPOINT_EVERY: "1"}
+    before = {name: spark.conf.get(name, None) for name in settings}
+    for name, value in settings.items():
+        spark.conf.set(name, value)
     try:
         yield
     finally:
-        spark.conf.set(name, before)
+        for name, value in before.items():
+            if value is None:
+                spark.conf.unset(name)
+            else:
+                spark.conf.set(name, value)
 
 
 def _leaks(root: Path, values: list[str]) -> dict[str, list[str]]:
@@ -129,6 +146,14 @@ def _leaks(root: Path, values: list[str]) -> dict[str, list[str]]:
         if hits:
             found[value] = hits
     return found
+
+
+def _second_batch(spark: SparkSession, cfg: JobConfig, tmp_path: Path) -> None:
+    """One more file, ingested as batch b2: bronze's second commit, so that
+    its Delta log has a checkpoint (holding the first commit's statistics)."""
+    line = "C-1007,hal.ives@example.com,4000 0566 5566 5556,45,1979-05-05,N1 9GU,Hal Ives,3.0,z"
+    write_lines(tmp_path / "in" / "people2.csv", [HEADER, line])
+    assert ingest.run(spark, cfg, batch_id="b2").bronze_rows == 1
 
 
 def _people(tmp_path: Path, privacy: dict[str, object] | None = PRIVACY, **extra: object) -> Path:
@@ -148,12 +173,12 @@ def test_no_byte_of_the_lakehouse_or_the_logs_holds_a_protected_value(
     key: bytes,
     plain_parquet: None,
     caplog: pytest.LogCaptureFixture,
-    capfd: pytest.CaptureFixture[str],
 ) -> None:
     cfg = job_config(_people(tmp_path))
     tables = tables_for(cfg.settings, "people")
     with caplog.at_level(logging.DEBUG, logger="lakeforge"):
         result = ingest.run(spark, cfg, batch_id="b1")
+        _second_batch(spark, cfg, tmp_path)
         cleaned = clean.run(spark, cfg)
 
     # no raw protected value, nor the key, in any file or log line (the scan
@@ -165,14 +190,19 @@ def test_no_byte_of_the_lakehouse_or_the_logs_holds_a_protected_value(
     blocks = [bytes(b ^ pad for b in padded).hex() for pad in (0x36, 0x5C)]
     secret = [KEY, *blocks, *(b.upper() for b in blocks)]
     assert _leaks(lakehouse, secret) == {}
-    logged = caplog.text + "".join(capfd.readouterr())
+    # lakeforge's own log records (the JVM's console log: next test)
+    logged = caplog.text
     assert "ingest: reconcile batch b1" in logged
     for value in [*RAW_VALUES, *secret]:
         assert value not in logged
+    checkpoints = [
+        p for p in lakehouse.rglob("*.checkpoint.parquet") if "_ingest_log" not in str(p)
+    ]
+    assert checkpoints, "no checkpoint of bronze was scanned"
 
     # nothing lost: counted in the tables, against the file's lines
     assert (result.rows_read, result.bronze_rows, result.quarantined_rows) == (6, 2, 4)
-    assert cleaned.inserted == 2
+    assert cleaned.inserted == 3  # b2's row too
 
     bronze = delta.read(spark, tables.bronze)
     assert "full_name" not in bronze.columns
@@ -193,7 +223,9 @@ def test_no_byte_of_the_lakehouse_or_the_logs_holds_a_protected_value(
 
     quarantined = delta.read(spark, tables.bronze_quarantine).collect()
     quarantine = {r["_reason"]: r for r in quarantined}
-    cast = json.loads(quarantine["amount: lots is not a double"]["_raw"])
+    # no value quoted under a privacy block, even of an unprotected column
+    cast = json.loads(quarantine["amount: a value of 4 characters is not a double"]["_raw"])
+    assert cast["amount"] == "[withheld]"
     assert cast["customer_id"] == keys.pseudonym(key, "C-1003")
     assert cast["email"] == keys.pseudonym(key, "cy.diaz@example.org")
     assert (cast["age"], cast["born"], cast["postcode"]) == ("20", "1995-06-01", "W1A")
@@ -210,15 +242,67 @@ def test_no_byte_of_the_lakehouse_or_the_logs_holds_a_protected_value(
     assert all(r["customer_id"] is None for r in split)
 
 
+def test_the_console_output_of_an_ingest_holds_no_protected_value(
+    lakehouse: Path, tmp_path: Path, key: bytes
+) -> None:
+    """`lakeforge ingest` in its own process, so that everything the JVM and
+    Python print to stdout and stderr is captured (`capfd` does not see the
+    JVM's stderr once a session has started in an earlier test)."""
+    dataset = _people(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "lakeforge", "ingest", "--dataset", str(dataset)],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = done.stdout
+    assert done.returncode == 0, output
+    # positive control: the output is the run's (it names the batch's file)
+    assert "people.csv" in output or "quarantined" in output, output
+    padded = key.ljust(64, b"\0")
+    blocks = [bytes(b ^ pad for b in padded).hex() for pad in (0x36, 0x5C)]
+    for value in [*RAW_VALUES, KEY, *blocks, *(b.upper() for b in blocks)]:
+        assert value not in output, value
+
+
+def test_a_zipped_input_leaves_no_clear_copy_in_the_lakehouse(
+    spark: SparkSession, lakehouse: Path, tmp_path: Path, key: bytes, plain_parquet: None
+) -> None:
+    """A zip member is extracted to the staging folder for Spark to read;
+    once the batch is committed the extract is gone."""
+    write_lines(tmp_path / "people.csv", [HEADER, *LINES])
+    (tmp_path / "in").mkdir()
+    with zipfile.ZipFile(tmp_path / "in" / "people.zip", "w") as archive:
+        archive.write(tmp_path / "people.csv", "people.csv")
+    dataset = write_dataset(
+        tmp_path / "conf",
+        tmp_path / "in",
+        columns=COLUMNS,
+        name="people",
+        extra={"keys": ["customer_id"], "privacy": PRIVACY},
+    )
+    result = ingest.run(spark, job_config(dataset), batch_id="z1")
+    assert (result.rows_read, result.bronze_rows) == (6, 2)
+    assert _leaks(lakehouse, RAW_VALUES) == {}
+
+
 def test_the_leak_scan_finds_every_value_when_nothing_is_protected(
     spark: SparkSession, lakehouse: Path, tmp_path: Path, plain_parquet: None
 ) -> None:
     """The same file without the block: the byte scan of the previous test
-    finds the values, in data files and in the Delta log alike."""
+    finds every value it searches, in data files and in the Delta log alike."""
     cfg = job_config(_people(tmp_path, privacy=None))
     ingest.run(spark, cfg, batch_id="b1")
+    _second_batch(spark, cfg, tmp_path)
     leaks = _leaks(lakehouse, RAW_VALUES)
-    assert "ann.jones@example.com" in leaks and "41y" in leaks and "Fox, Eli" in leaks
+    assert sorted(set(RAW_VALUES) - set(leaks)) == []
+    checkpoints = [
+        f for hits in leaks.values() for f in hits if ".checkpoint." in f and "_ingest_log" not in f
+    ]
+    assert checkpoints, "no value found in a Delta checkpoint"
     data_files = [f for f in leaks["Ekwueme"] if f.endswith(".parquet") and "_delta_log" not in f]
     assert data_files, leaks["Ekwueme"]
 

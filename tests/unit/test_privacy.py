@@ -61,8 +61,13 @@ def test_spark_pseudonyms_equal_the_one_definition_on_every_text(
         if text is None:
             assert row["s"] is None  # null stays null
             continue
-        assert row["s"] == keys.pseudonym(key, text)
-        assert row["s"] == hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+        # trimmed, a blank text is null (keys.normalised), before the HMAC
+        clear = keys.normalised(text)
+        if clear is None:
+            assert row["s"] is None
+            continue
+        assert row["s"] == keys.pseudonym(key, clear)
+        assert row["s"] == hmac.new(key, clear.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def test_a_value_of_another_type_is_pseudonymised_as_sparks_text_of_it(
@@ -95,7 +100,7 @@ def test_a_value_of_another_type_is_pseudonymised_as_sparks_text_of_it(
 
 
 def test_mask_keeps_the_chosen_characters_and_nulls(spark: SparkSession) -> None:
-    values = ["4111 1111 1111 1111", "abc", "", "ü€😀xyz", None]
+    values = ["4111 1111 1111 1111", "abc", "", "ü€😀xyz", None, "1234"]
     df = spark.createDataFrame([(v, v) for v in values], "card string, code string")
     df = df.withColumn("n", F.lit(123456789).cast("long"))
     privacy = Privacy.model_validate(
@@ -108,8 +113,9 @@ def test_mask_keeps_the_chosen_characters_and_nulls(spark: SparkSession) -> None
         }
     )
     rows = protect(df, privacy, None).collect()
-    assert [r["card"] for r in rows] == ["*" * 15 + "1111", "abc", "", "**😀xyz", None]
-    assert [r["code"] for r in rows] == ["41" + "#" * 17, "ab#", "", "ü€####", None]
+    # a value no longer than what is kept is masked whole; a blank one is null
+    assert [r["card"] for r in rows] == ["*" * 15 + "1111", "***", None, "**😀xyz", None, "****"]
+    assert [r["code"] for r in rows] == ["41" + "#" * 17, "ab#", None, "ü€####", None, "12##"]
     assert rows[0]["n"] == "*********"
     assert dict(protect(df, privacy, None).dtypes)["n"] == "string"
 
@@ -254,9 +260,9 @@ def test_quarantined_text_holds_protected_fields_only_in_their_protected_form(
         "email": keys.pseudonym(KEY, "eve@example.org"),
         "age": "30",
         "card": "*" * 12 + "5559",
-        "amount": "n/a",
+        "amount": "[withheld]",
     }
-    assert cast_fail[parse.REASON] == "amount: n/a is not a double"
+    assert cast_fail[parse.REASON] == "amount: a value of 3 characters is not a double"
 
     record = json.loads(age_fail[parse.RAW])
     assert record["age"] == "[withheld]"
@@ -359,3 +365,171 @@ def test_a_protected_column_cannot_be_the_jdbc_watermark() -> None:
     spec["privacy"] = {"undeclared_share": 0}
     with pytest.raises(ValidationError, match="undeclared_share"):
         DatasetConfig.model_validate(spec)
+
+
+def _people_spec(privacy: dict[str, object], **extra: object) -> dict[str, object]:
+    return {
+        "name": "people",
+        "source": {
+            "format": "csv",
+            "path": "data/people.csv",
+            "columns": [
+                {"name": "id", "type": "string"},
+                {"name": "email", "type": "string"},
+                {"name": "card", "type": "string"},
+                {"name": "score", "type": "string"},
+            ],
+        },
+        "keys": ["id"],
+        "privacy": privacy,
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "action",
+    [{"action": "mask", "keep_last": 2}, {"action": "generalise", "prefix": 2}],
+    ids=["mask", "generalise"],
+)
+def test_a_key_column_may_only_be_pseudonymised(action: dict[str, object]) -> None:
+    from pydantic import ValidationError
+
+    from lakeforge.config.models import DatasetConfig
+
+    with pytest.raises(ValidationError, match=r"privacy.columns.id: .*key.*pseudonymise"):
+        DatasetConfig.model_validate(_people_spec({"columns": {"id": action}}))
+    ok = _people_spec({"key_env": "K", "columns": {"id": {"action": "pseudonymise"}}})
+    DatasetConfig.model_validate(ok)
+
+
+@pytest.mark.parametrize(
+    ("section", "value"),
+    [
+        ("upper", ["email"]),
+        ("lower", ["card"]),
+        ("replace", {"email": {"a": "b"}}),
+        ("parse", {"card": {"type": "double"}}),
+    ],
+)
+def test_normalising_a_pseudonymised_or_masked_column_is_refused(
+    section: str, value: object
+) -> None:
+    from pydantic import ValidationError
+
+    from lakeforge.config.models import DatasetConfig
+
+    privacy = {
+        "key_env": "K",
+        "columns": {"email": {"action": "pseudonymise"}, "card": {"action": "mask"}},
+    }
+    column = next(iter(value))
+    spec = _people_spec(privacy, clean={section: value})
+    with pytest.raises(ValidationError, match=rf"clean.{section}.*{column}"):
+        DatasetConfig.model_validate(spec)
+
+
+def test_numeric_features_on_a_protected_text_column_are_refused() -> None:
+    from pydantic import ValidationError
+
+    from lakeforge.config.models import DatasetConfig
+
+    privacy = {"columns": {"card": {"action": "mask"}}}
+    train = {
+        "task": "regression",
+        "label": "score",
+        "features": {"numeric": {"columns": ["card"]}},
+        "models": [{"estimator": "linear_regression"}],
+    }
+    with pytest.raises(ValidationError, match=r"train.features.numeric.*card"):
+        DatasetConfig.model_validate(_people_spec(privacy, train=train))
+
+
+def test_values_are_trimmed_and_blanks_are_null_before_protection(spark: SparkSession) -> None:
+    assert keys.normalised("  C-1 ") == "C-1"
+    assert keys.normalised(" \t ") is None and keys.normalised("") is None
+    df = spark.createDataFrame(
+        [(" C-1", " 4111 ", "x"), ("C-1", "4111", "y"), ("  ", "", "z")],
+        "id string, card string, note string",
+    )
+    privacy = _privacy(id={"action": "pseudonymise"}, card={"action": "mask", "keep_last": 2})
+    rows = protect(df, privacy, KEY).collect()
+    assert rows[0]["id"] == rows[1]["id"] == keys.pseudonym(KEY, "C-1")
+    assert rows[0]["card"] == rows[1]["card"] == "**11"
+    assert (rows[2]["id"], rows[2]["card"]) == (None, None)
+    assert df.select(pseudonym_column("id", KEY)).first()[0] == keys.pseudonym(KEY, "C-1")
+
+
+def test_a_header_line_of_data_is_not_quoted_when_privacy_is_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lakeforge.errors import SchemaMismatch
+    from lakeforge.ingest import files
+
+    path = tmp_path / "people.csv"
+    path.write_text("C-2001,bea.k@example.com,4111\n")
+    file = files.InputFile(path=str(path), size=1, checksum="x", readable=f"file:{path}")
+    expected = ["id", "email", "card"]
+    with pytest.raises(SchemaMismatch) as err:
+        files.check_csv_header(file, expected, ",", '"', "utf-8", private=True)
+    message = str(err.value)
+    assert "C-2001" not in message and "bea.k@example.com" not in message
+    assert "3 missing" in message or "missing column(s) id, email, card" in message
+    assert "3 unexpected column(s) at position(s) 1, 2, 3" in message
+    with pytest.raises(SchemaMismatch, match="C-2001"):
+        files.check_csv_header(file, expected, ",", '"', "utf-8")
+
+
+def test_a_reason_never_quotes_a_value_when_privacy_is_on(spark: SparkSession) -> None:
+    columns = [Column(name="id", type="string"), Column(name="amount", type="double")]
+    protector = Protector(_privacy(id={"action": "pseudonymise"}), KEY)
+    rows = spark.createDataFrame(
+        [("C-7", "bea.k@example.com", None, "f.csv")],
+        "id string, amount string, _raw string, _source_file string",
+    )
+    out = parse.type_rows(rows, columns, [], "csv", protector=protector).first()
+    assert out[parse.REASON] == "amount: a value of 17 characters is not a double"
+    assert json.loads(out[parse.RAW]) == {"id": keys.pseudonym(KEY, "C-7"), "amount": "[withheld]"}
+
+
+def test_the_key_is_hidden_in_sparks_plan(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    privacy = Privacy.model_validate(
+        {"key_env": "PEOPLE_PLAN_KEY", "columns": {"s": {"action": "pseudonymise"}}}
+    )
+    name = "spark.sql.redaction.string.regex"
+    before = spark.conf.get(name, None)
+    try:
+        for value in ("plan-key-4d2a9e7b1c", "12345678901234567890"):
+            monkeypatch.setenv("PEOPLE_PLAN_KEY", value)
+            protector = Protector.load(privacy, "people")
+            blocks = [
+                bytes(b ^ pad for b in value.encode().ljust(64, b"\0")).hex()
+                for pad in (0x36, 0x5C)
+            ]
+            df = protector.apply(spark.createDataFrame([("a",)], "s string"))
+            plan = df._jdf.queryExecution().toString()
+            assert "sha2" in plan.lower()
+            for block in blocks:
+                assert block not in plan.lower(), value
+            line = f"key {value} in 0x{blocks[0].upper()} and {blocks[1]}"
+            assert secrets.scrub(line) == "key *** in *** and ***"
+    finally:
+        if before is None:
+            spark.conf.unset(name)
+        else:
+            spark.conf.set(name, before)
+
+
+def test_a_timestamp_is_protected_only_under_utc(spark: SparkSession) -> None:
+    df = spark.createDataFrame([(datetime(2024, 1, 31, 10, 0),)], "at timestamp")
+    name = "spark.sql.session.timeZone"
+    before = spark.conf.get(name)
+    spark.conf.set(name, "Europe/Paris")
+    try:
+        for action in ({"action": "pseudonymise"}, {"action": "generalise", "to": "month"}):
+            with pytest.raises(ConfigError, match=name):
+                protect(df, _privacy(at=action), KEY)
+        # a date has no time zone
+        day = spark.createDataFrame([(date(2024, 1, 31),)], "day date")
+        protect(day, _privacy(day={"action": "pseudonymise"}), KEY)
+    finally:
+        spark.conf.set(name, before)

@@ -278,6 +278,31 @@ class DatasetConfig(Model):
         for col in self.keys:
             if col in dropped:
                 raise ValueError(f"privacy drops {col!r}, a key: pseudonymise it instead")
+            action = self.privacy.columns[col].action if col in self.privacy.columns else None
+            if action not in (None, "pseudonymise"):
+                # a mask or a band gives different people one value: dedupe would merge them
+                raise ValueError(
+                    f"privacy.columns.{col}: {col} is a key, and {action} would give "
+                    "different rows one key; pseudonymise it instead"
+                )
+        # a pseudonym or a mask is opaque text: normalising it, or reading it as
+        # a number, does nothing useful (and the cast would fail)
+        opaque = set(self.privacy.as_text)
+        for section in ("upper", "lower", "replace", "parse"):
+            for col in getattr(self.clean, section):
+                if col in opaque:
+                    raise ValueError(
+                        f"clean.{section} names {col!r}, which privacy "
+                        f"{self.privacy.columns[col].action}s before clean runs: "
+                        "its value is no longer the text to normalise"
+                    )
+        features = self.train.features.numeric if self.train is not None else None
+        for col in features.columns if features is not None else []:
+            if col in opaque:
+                raise ValueError(
+                    f"train.features.numeric names {col!r}, which privacy "
+                    f"{self.privacy.columns[col].action}s into text"
+                )
         mark = self.source.jdbc.watermark if self.source.jdbc is not None else None
         if mark is not None and mark in self.privacy.columns:
             raise ValueError(

@@ -105,3 +105,8 @@ class Privacy(Model):
     @property
     def dropped(self) -> list[str]:
         return [c for c, p in self.columns.items() if p.action == "drop"]
+
+    @property
+    def as_text(self) -> list[str]:
+        """Columns pseudonymised or masked: they reach bronze as opaque text."""
+        return [c for c, p in self.columns.items() if p.action in ("pseudonymise", "mask")]

@@ -16,6 +16,7 @@ import gzip
 import importlib.util
 import io
 import lzma
+import shutil
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -145,6 +146,20 @@ def _extract_zip(uri: str, size: int, checksum: str, staging: str) -> list[Input
     return members
 
 
+def remove_extracts(found: Iterable[InputFile], staging: str) -> None:
+    """Delete the staged copies of the zip members in `found` (each
+    archive's folder under `staging`): once their batch is committed the
+    raw file's copy is not the lakehouse's to keep (it may hold personal data
+    in clear). A later run, or a resumed batch, extracts them again."""
+    root = Path(staging).resolve()  # where _extract_zip writes
+    for f in found:
+        if "!/" not in f.path or not f.is_local:
+            continue
+        folder = root / f.checksum.split(":", 1)[0][:16]
+        if folder.is_dir() and local_path(f.readable).is_relative_to(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 _OPENERS: dict[str, Callable[[Path], BinaryIO]] = {
     ".gz": lambda p: cast(BinaryIO, gzip.GzipFile(p, "rb")),
     ".bz2": lambda p: cast(BinaryIO, bz2.BZ2File(p, "rb")),
@@ -166,6 +181,7 @@ def check_csv_header(
     encoding: str,
     evolve: bool = False,
     first_line: str | None = None,
+    private: bool = False,
 ) -> list[str] | None:
     """Compare a CSV file's header with the schema's column names; return the
     header (None for an empty file, or a remote one when `first_line` is not given).
@@ -177,7 +193,9 @@ def check_csv_header(
     (`enforceSchema=false`). With `evolve`, columns the schema does not name
     are accepted (they go to bronze as text) and columns are matched by name;
     a declared column missing from the file is refused either way, since it
-    would be read as nulls.
+    would be read as nulls. With `private` (the dataset has a privacy block)
+    the error never quotes a name the file holds, only counts and positions:
+    a file without a header line would have its first row's values there.
     """
     if first_line is not None:
         first = next(csv.reader([first_line], delimiter=delimiter, quotechar=quote), None)
@@ -205,7 +223,8 @@ def check_csv_header(
     extra = [c for c in header if c not in expected]
     doubled = sorted({c for c in header if header.count(c) > 1})
     if doubled:
-        raise SchemaMismatch(f"{file.path}: header names column(s) twice: {', '.join(doubled)}")
+        what = f"{len(doubled)} name(s)" if private else f"column(s) {', '.join(doubled)}"
+        raise SchemaMismatch(f"{file.path}: header names {what} twice")
     if evolve and not missing:
         return header
     if missing or extra:
@@ -213,7 +232,7 @@ def check_csv_header(
             part
             for part in (
                 f"missing column(s) {', '.join(missing)}" if missing else "",
-                f"unexpected column(s) {', '.join(extra)}" if extra else "",
+                _unexpected(header, extra, private) if extra else "",
             )
             if part
         )
@@ -225,11 +244,27 @@ def check_csv_header(
             detail += " (source.schema_drift: evolve would add them to bronze)"
     else:
         pos = next(i for i, (h, e) in enumerate(zip(header, expected, strict=True)) if h != e)
+        found = (
+            f"column {expected.index(header[pos]) + 1} of the schema"
+            if private
+            else (repr(header[pos]))
+        )
         detail = (
-            f"columns in a different order: position {pos + 1} is {header[pos]!r}, "
+            f"columns in a different order: position {pos + 1} is {found}, "
             f"schema says {expected[pos]!r}"
         )
     raise SchemaMismatch(f"{file.path}: header does not match the schema: {detail}")
+
+
+def _unexpected(header: list[str], extra: list[str], private: bool) -> str:
+    if not private:
+        return f"unexpected column(s) {', '.join(extra)}"
+    positions = [str(i + 1) for i, h in enumerate(header) if h in extra]
+    return (
+        f"{len(extra)} unexpected column(s) at position(s) {', '.join(positions)} "
+        "(names withheld: privacy is on, and a file without a header line would "
+        "show its first row there)"
+    )
 
 
 def check_encoding(encoding: str) -> None:

@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 from lakeforge.config.models import Column, Source
 from lakeforge.errors import SchemaMismatch
 from lakeforge.ingest.files import InputFile
-from lakeforge.privacy.protect import Protector
+from lakeforge.privacy.protect import WITHHELD, Protector
 from lakeforge.sqltext import name as _name
 from lakeforge.sqltext import select as _select
 from lakeforge.sqltext import text as _text
@@ -207,7 +207,9 @@ def type_rows(
     - a row that did not split (wrong field count, broken JSON) cannot tell
       where its protected fields are: its text is withheld, keeping its
       length and a keyed digest (`Protector.withheld_sql`);
-    - a reason never quotes a protected column's value.
+    - a reason never quotes a value, and a field of an unprotected column
+      that does not cast is `[withheld]` in the raw text (the block may have
+      missed a personal column).
 
     The expressions are written as SQL text, one `F.expr` per output column:
     built with the Column API they cost dozens of Py4J round trips per
@@ -243,12 +245,19 @@ def type_rows(
         f"{_text(f'{c}: holds bytes that are not valid {encoding} (source.csv.encoding)')} END"
         for c in texts
     ]
+    private = protector is not None and protector.active
     protected = protector.columns if protector is not None else {}
     failures = [
         f"CASE WHEN {_name(c.name)} IS NOT NULL AND {_cast(c)} IS NULL THEN "
         + (
             _text(f"{c.name}: a value withheld by privacy is not a {c.type}")
             if c.name in protected
+            # under a privacy block no value is quoted: a column the block
+            # missed may hold personal data all the same
+            else f"concat({_text(f'{c.name}: a value of ')}, "
+            f"CAST(char_length({_name(c.name)}) AS STRING), "
+            f"{_text(f' characters is not a {c.type}')})"
+            if private
             else f"concat({_text(f'{c.name}: ')}, substr({_name(c.name)}, 1, 60), "
             f"{_text(f' is not a {c.type}')})"
         )
@@ -295,13 +304,17 @@ def _protected_record(columns: Sequence[Column], texts: Sequence[str], protector
     fields: list[str] = []
     for field in texts:
         declared = by_name.get(field)
-        value = (
-            _name(field)
-            if declared is None
-            else protector.raw_field_sql(
+        if declared is None:
+            value: str | None = _name(field)
+        elif field not in protector.columns:
+            value = (
+                f"CASE WHEN {_name(field)} IS NOT NULL AND {_cast(declared)} IS NULL "
+                f"THEN {_text(WITHHELD)} ELSE {_name(field)} END"
+            )
+        else:
+            value = protector.raw_field_sql(
                 field, _name(field), _cast(declared), spark_type(declared.type)
             )
-        )
         if value is not None:
             fields += [_text(field), value]
     return f"to_json(named_struct({', '.join(fields)}))" if fields else "'{}'"

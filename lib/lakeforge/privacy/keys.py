@@ -4,7 +4,9 @@ A pseudonym is the hex HMAC-SHA256, under the dataset's key, of the value's
 text (UTF-8). The key is read from the environment variable the `privacy:`
 block names, never from a file; the Spark-side implementation (protect.py)
 must give exactly `pseudonym(key, text)` for every value, and `forget` uses
-this function to find a subject whose id it is given in clear.
+this function to find a subject whose id it is given in clear. A value is
+first `normalised` (trimmed of spaces, tabs and line breaks; a blank one is
+null), on both sides, so " C-1" and "C-1" are one subject.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import os
 from lakeforge.config.privacy import Privacy
 from lakeforge.errors import ConfigError
 
+# what `normalised` trims; protect.py's SQL trims the same characters
+BLANKS = " \t\n\r"
 # shorter keys make the pseudonyms guessable by brute force over the ids
 MIN_KEY_BYTES = 16
 
@@ -43,3 +47,10 @@ def privacy_key(privacy: Privacy, dataset: str) -> bytes:
 def pseudonym(key: bytes, text: str) -> str:
     """Hex HMAC-SHA256 of `text` (UTF-8) under `key`: 64 lowercase hex chars."""
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def normalised(text: str) -> str | None:
+    """`text` as protected: trimmed of BLANKS at both ends; None when nothing
+    is left. Call it before `pseudonym` on an id given in clear."""
+    stripped = text.strip(BLANKS)
+    return stripped or None

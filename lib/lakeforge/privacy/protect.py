@@ -10,8 +10,8 @@ actions as Spark SQL expressions, applied to the rows of a batch.
   gives `forget` the same rendering. The column becomes text.
 - `mask`: the value as text with every character but the last `keep_last`
   (or first `keep_first`) replaced by `mask_char`; all of them when neither
-  is set. A value no longer than what is kept stays whole. The column becomes
-  text.
+  is set, or when the value is no longer than what is kept. The column
+  becomes text.
 - `generalise`: keeps the column's type. A number becomes the lower bound of
   its `band` (37 → 30 with band 10; -3 → -10); an integer column with a
   fractional band gets that bound rounded down to a whole number; NaN and
@@ -20,13 +20,22 @@ actions as Spark SQL expressions, applied to the rows of a batch.
   (midnight) of its month or year; a text its first `prefix` characters.
 - `drop`: the column is removed.
 
-Null stays null under every action. The HMAC is written with `sha2`, `unhex`
-and `concat` over the key's inner and outer padded blocks (RFC 2104), so it
-runs in Spark's own code, no Python UDF. Those blocks are equivalent to the
-key: they are literals inside the Spark plan (visible in `explain()`, the
-Spark UI's SQL tab and an event log when those are on), never in lakeforge's
-logs: `Protector.load` registers the key and both blocks (hex, either case)
-with the log scrubber, and the caller makes the JVM's log scrub them too.
+Before `pseudonymise` and `mask`, the text is normalised as
+`keys.normalised` does: trimmed of spaces, tabs and line breaks at both ends,
+a blank text becoming null, so " C-1" and "C-1" give one pseudonym (and
+`forget`, calling `keys.normalised`, finds both). Null stays null under
+every action. A timestamp is pseudonymised or generalised only when the
+session time zone is UTC (its text, or its month, depends on the zone).
+
+The HMAC is written with `sha2`, `unhex` and `concat` over the key's inner
+and outer padded blocks (RFC 2104), so it runs in Spark's own code, no Python
+UDF. Those blocks are equivalent to the key: they are literals inside the
+Spark plan (visible in the Spark UI's SQL tab and an event log when those are
+on), never in lakeforge's logs: `Protector.load` registers the key and both
+blocks (hex, either case, and `0x` + upper case as the plan prints them) with
+the log scrubber, and the caller makes the JVM's log scrub them too; it also
+adds the blocks' pattern to the session's `spark.sql.redaction.string.regex`,
+which Spark applies to `explain()` and the plan's text.
 """
 
 from __future__ import annotations
@@ -37,14 +46,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from pyspark.sql import Column as SparkColumn
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeforge import secrets
 from lakeforge.config.privacy import Privacy, Protection
 from lakeforge.errors import ConfigError
-from lakeforge.privacy.keys import privacy_key
+from lakeforge.privacy.keys import BLANKS, privacy_key
 from lakeforge.sqltext import name, text
 
 # what a quarantine's raw text shows for a generalised field whose text does
@@ -53,6 +62,26 @@ WITHHELD = "[withheld]"
 _BLOCK = 64  # SHA-256's block size in bytes
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _FLOATING = (T.FloatType, T.DoubleType)
+# the padded blocks as the plan prints them (hex, with or without 0x)
+_BLOCK_PATTERN = "(?i)(0x)?[0-9a-f]{128}"
+_REDACTION = "spark.sql.redaction.string.regex"
+_TIME_ZONE = "spark.sql.session.timeZone"
+
+
+def _redact_blocks(spark: SparkSession | None) -> None:
+    """Add the padded blocks' pattern to the session's plan redaction,
+    keeping a pattern already set."""
+    if spark is None:
+        return
+    current = spark.conf.get(_REDACTION, None) or ""
+    if _BLOCK_PATTERN in current:
+        return
+    spark.conf.set(_REDACTION, f"{current}|{_BLOCK_PATTERN}" if current else _BLOCK_PATTERN)
+
+
+def normalised_sql(text_sql: str) -> str:
+    """SQL for `keys.normalised` of the string expression `text_sql`."""
+    return f"nullif(trim(BOTH {text(BLANKS)} FROM {text_sql}), '')"
 
 
 def _padded_blocks(key: bytes) -> tuple[str, str]:
@@ -75,13 +104,14 @@ def pseudonym_column(column: str, key: bytes) -> SparkColumn:
     """The pseudonym of column `column` of any type, rendered as text the way
     a pseudonymised column is (Spark's CAST AS STRING): what `forget` compares
     a subject's id with."""
-    return F.expr(pseudonym_sql(f"CAST({name(column)} AS STRING)", key))
+    return F.expr(pseudonym_sql(normalised_sql(f"CAST({name(column)} AS STRING)"), key))
 
 
 def _as_text(value_sql: str, data_type: T.DataType) -> str:
+    """The value as the text pseudonymise and mask work on (normalised)."""
     if isinstance(data_type, T.StringType):
-        return value_sql
-    return f"CAST({value_sql} AS STRING)"
+        return normalised_sql(value_sql)
+    return normalised_sql(f"CAST({value_sql} AS STRING)")
 
 
 def _mask(text_sql: str, p: Protection) -> str:
@@ -89,11 +119,15 @@ def _mask(text_sql: str, p: Protection) -> str:
     kept = p.keep_last or p.keep_first or 0
     # repeat() of a count below 1 is empty; of a null count, null
     hidden = f"repeat({char}, char_length({text_sql}) - {kept})"
+    whole = f"repeat({char}, char_length({text_sql}))"
     if p.keep_last:
-        return f"concat({hidden}, right({text_sql}, {kept}))"
-    if p.keep_first:
-        return f"concat(left({text_sql}, {kept}), {hidden})"
-    return hidden
+        shown = f"concat({hidden}, right({text_sql}, {kept}))"
+    elif p.keep_first:
+        shown = f"concat(left({text_sql}, {kept}), {hidden})"
+    else:
+        return whole
+    # a value no longer than what is kept would be kept whole: mask it all
+    return f"CASE WHEN char_length({text_sql}) <= {kept} THEN {whole} ELSE {shown} END"
 
 
 def _decimal_literal(value: float) -> str:
@@ -142,10 +176,12 @@ class Protector:
         with the log scrubber in every form the plan holds it."""
         key = privacy_key(privacy, dataset) if privacy.key_env is not None else None
         if key is not None:
-            secrets.register(key.decode("utf-8"))
+            # even an all-digit key: it is a secret, not a setting
+            secrets.register(key.decode("utf-8"), force=True)
             for block in _padded_blocks(key):
-                secrets.register(block)
-                secrets.register(block.upper())
+                for form in (block, block.upper(), "0x" + block.upper()):
+                    secrets.register(form, force=True)
+            _redact_blocks(SparkSession.getActiveSession())
         return cls(privacy, key)
 
     @property
@@ -156,6 +192,24 @@ class Protector:
     @property
     def columns(self) -> Mapping[str, Protection]:
         return self.privacy.columns
+
+    def check_session(self, spark: SparkSession, types: Mapping[str, T.DataType]) -> None:
+        """Raise ConfigError when a timestamp column (of `types`) is
+        pseudonymised or generalised and the session time zone is not UTC;
+        add the key's blocks to the plan redaction when there is a key."""
+        if self.key is not None:
+            _redact_blocks(spark)
+        zone = spark.conf.get(_TIME_ZONE)
+        if zone in ("UTC", "Etc/UTC", "GMT", "Z", "+00:00"):
+            return
+        for column, p in self.columns.items():
+            stamp = isinstance(types.get(column), T.TimestampType)
+            if stamp and p.action in ("pseudonymise", "generalise"):
+                raise ConfigError(
+                    f"privacy.columns.{column}: a timestamp is {p.action}d in the session "
+                    f"time zone, and {_TIME_ZONE} is {zone}, not UTC: its protected form "
+                    "would change with the zone (lakeforge's sessions set UTC)"
+                )
 
     def _key(self) -> bytes:
         if self.key is None:
@@ -193,9 +247,11 @@ class Protector:
             return None
         typed = self.value_sql(column, typed_sql, data_type)
         if p.action == "pseudonymise":
-            return f"coalesce({typed}, {pseudonym_sql(text_sql, self._key())})"
+            untyped = pseudonym_sql(normalised_sql(text_sql), self._key())
+            return f"coalesce({typed}, {untyped})"
         if p.action == "mask":
-            return _mask(f"coalesce({_as_text(typed_sql, data_type)}, {text_sql})", p)
+            untyped = normalised_sql(text_sql)
+            return _mask(f"coalesce({_as_text(typed_sql, data_type)}, {untyped})", p)
         return (
             f"coalesce(CAST({typed} AS STRING), "
             f"CASE WHEN {text_sql} IS NOT NULL THEN {text(WITHHELD)} END)"
@@ -221,6 +277,7 @@ class Protector:
         dropped ones removed; other columns untouched. Columns the block names
         that `df` lacks are ignored."""
         types = {f.name: f.dataType for f in df.schema.fields}
+        self.check_session(df.sparkSession, types)
         changed: dict[str, SparkColumn] = {}
         dropped: list[str] = []
         for column in self.columns:

@@ -113,6 +113,7 @@ def run(
     batch = batches.plan_batch(_read_log(spark, tables), found, batch_id, now)
     if batch is None:
         log.info("ingest: nothing new (%d file(s) already ingested)", len(found))
+        files.remove_extracts(found, tables.staging)
         return IngestResult(None, 0, len(found), 0, 0, 0, delta.version(spark, tables.bronze))
     if batch.resumed:
         log.warning("ingest: resuming unfinished batch %s (#%d)", batch.batch_id, batch.seq)
@@ -129,6 +130,7 @@ def run(
             quarantined=counts.quarantined_rows,
         )
     _append_log(spark, tables, batches.log_rows_for(batch, batches.DONE, now, counts.per_file))
+    files.remove_extracts(found, tables.staging)  # committed: no clear copy stays
     return IngestResult(
         batch_id=batch.batch_id,
         files=len(batch.files),
@@ -297,6 +299,7 @@ def _precheck(
             source.csv.encoding,
             evolve=evolve,
             first_line=first,
+            private=bool(cfg.dataset.privacy.columns),
         )
         if header is not None:
             headers[f.path] = header
