@@ -82,7 +82,14 @@ def _maintain(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> 
 def _forget(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> None:
     from lakeforge.steps import forget
 
-    forget.run(spark, cfg, where=args.where, keys_file=args.keys, force=args.force)
+    forget.run(
+        spark,
+        cfg,
+        where=args.where,
+        keys_file=args.keys,
+        force=args.force,
+        any_column=args.any_column,
+    )
 
 
 STEPS: dict[str, tuple[StepFn, str]] = {
@@ -368,6 +375,12 @@ def add_forget_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="erase even table versions registered model versions were trained on (they are "
         "tagged lakeforge.forget and can no longer be reproduced)",
+    )
+    parser.add_argument(
+        "--any-column",
+        action="store_true",
+        help="accept request columns that are neither keys nor declared under privacy.columns "
+        "(every row holding the value is erased, whoever it is about)",
     )
 
 

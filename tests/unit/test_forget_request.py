@@ -13,7 +13,13 @@ from pyspark.sql import functions as F
 from lakeforge.errors import ConfigError
 from lakeforge.privacy import forget
 from lakeforge.privacy.keys import pseudonym
-from lakeforge.privacy.request import Request, check_columns, parse_keys, parse_where
+from lakeforge.privacy.request import (
+    Request,
+    check_columns,
+    check_purpose,
+    parse_keys,
+    parse_where,
+)
 
 KEY = b"unit-test-key-0123456789abcdef"
 
@@ -120,7 +126,8 @@ def test_each_kind_of_table_is_matched_with_a_condition_that_names_columns_only(
                 [(f"{secret},abc",), (f"C-421,{secret}x",), (f"x,{hidden},y",), ("C-4,2",)],
                 "_raw string",
             ),
-            [f"{secret},abc", f"x,{hidden},y"],
+            # a line that did not split: only a value of 8+ characters or a pseudonym
+            [f"x,{hidden},y"],
         ),
         "silver_quarantine": (
             spark.createDataFrame(
@@ -168,3 +175,105 @@ def test_the_request_reference_is_keyed_and_is_no_pseudonym_of_a_value() -> None
     assert ref != forget.request_reference(
         b"another-key-0123456789", request, [("C-42",), ("C-7",)]
     )
+
+
+def _raw_hits(
+    spark: SparkSession,
+    columns: tuple[str, ...],
+    subject: tuple[str, ...],
+    lines: list[str],
+    types: dict[str, str] | None = None,
+) -> list[str]:
+    request = Request(columns, (subject,), "where")
+    canonical = forget.canonical_values(spark, request, types) if types else [subject]
+    subjects = forget.request_forms(request, canonical, [], KEY)
+    frame = spark.createDataFrame([(line,) for line in lines], "_raw string")
+    match = forget.plan_match(frame.columns, [subjects])
+    assert match is not None
+    return sorted(r[0] for r in match.rows_of(frame).collect())
+
+
+def test_a_quarantined_line_is_matched_per_column_as_json_and_by_long_tokens_as_text(
+    spark: SparkSession,
+) -> None:
+    # a short value does not find other people's lines
+    assert (
+        _raw_hits(
+            spark,
+            ("customer_id",),
+            ("7",),
+            ["7,Ann,0.5,x", "12,Bob,0.7,x", "14,Di,7,x"],
+            {"customer_id": "int"},
+        )
+        == []
+    )
+    assert _raw_hits(spark, ("customer_id",), ("042",), ["99,Bob,42"], {"customer_id": "int"}) == []
+    # JSON: per column, whatever the length; not a value of another column
+    rows = [
+        json.dumps({"customer_id": "7", "full_name": "Ann"}),
+        json.dumps({"customer_id": "12", "full_name": "7"}),
+    ]
+    assert _raw_hits(spark, ("customer_id",), ("7",), rows) == [rows[0]]
+    # not next to a letter of any script
+    assert (
+        _raw_hits(spark, ("full_name",), ("Zoe Smith",), ["C-1,Zoe Smithë,1", "C-1,éZoe Smith,1"])
+        == []
+    )
+    assert _raw_hits(spark, ("full_name",), ("Zoe Smith",), ["C-1,Zoe Smith,1"]) == [
+        "C-1,Zoe Smith,1"
+    ]
+    # two columns: both needed, each as a value of its own column in JSON
+    pair = [
+        json.dumps({"first": "Leonardo", "last": "Annabelle"}),
+        json.dumps({"first": "Annabelle", "last": "Leonardo"}),
+        "C-1,Annabelle,Someoneelse,1",
+        "C-2,Leonardo,Annabelle,1",
+    ]
+    assert _raw_hits(spark, ("first", "last"), ("Leonardo", "Annabelle"), pair) == sorted(
+        [pair[0], pair[3]]
+    )
+    assert (
+        _raw_hits(spark, ("first", "last"), ("Lee", "Ann"), ["C-1,Ann,Lee,1", "C-2,Lee,Ann,1"])
+        == []
+    )
+    # a value with quotes: JSON-escaped and CSV-quoted
+    quoted = 'Anna "Nan" Lee'
+    lines = [json.dumps({"full_name": quoted}), 'C-9,"Anna ""Nan"" Lee",1', "C-8,Anna Lee,1"]
+    assert _raw_hits(spark, ("full_name",), (quoted,), lines) == sorted(lines[:2])
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("id = ''", "empty"),
+        ("id = '   '", "empty"),
+        ("id IN ('SECRET', '')", "empty"),
+        ("a IN ('SECRET', 'x') AND b IN ('1', '2')", "more than one IN"),
+        ("id = '${SECRET}'", "${"),
+    ],
+)
+def test_a_where_meaning_everyone_is_refused(spark: SparkSession, text: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_where(spark, text)
+    assert reason in str(caught.value)
+    assert "SECRET" not in str(caught.value)
+    assert parse_where(spark, "a IN ('x', 'y') AND b = '1'").subjects == (("x", "1"), ("y", "1"))
+
+
+def test_request_columns_must_identify_a_person() -> None:
+    protected = {"email": "pseudonymise", "card": "mask", "age": "generalise"}
+    check_purpose(Request(("id", "email"), (("1", "x"),), "where"), ["id"], protected, False)
+    with pytest.raises(ConfigError, match=r"segment.*--any-column"):
+        check_purpose(Request(("segment",), (("n",),), "where"), ["id"], protected, False)
+    check_purpose(Request(("segment",), (("n",),), "where"), ["id"], protected, True)
+    for column, word in [("card", "masked"), ("age", "generalised")]:
+        with pytest.raises(ConfigError, match=f"{column}.*{word}"):
+            check_purpose(Request((column,), (("n",),), "where"), ["id"], protected, True)
+
+
+def test_the_history_is_searched_for_long_values_and_pseudonyms_only(spark: SparkSession) -> None:
+    commit = spark.createDataFrame(
+        [('{"commitInfo":{"operationMetrics":{"numOutputRows":"7"}}}',)], "text string"
+    )
+    assert forget.history_values({"7", "C-42", "Aaltje Forgetmenot"}) == {"Aaltje Forgetmenot"}
+    assert not forget.holds_any(commit, {"7"})

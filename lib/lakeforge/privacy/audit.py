@@ -56,6 +56,8 @@ class TableForget:
     files_deleted: int = 0
     log_files_deleted: int = 0
     pins_broken: tuple[str, ...] = ()  # "silver version 3 (model people v2)"
+    # why the table's erasure stopped after a commit (recorded in `skipped`)
+    failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def audit_rows(result: ForgetResult, dataset: str, user: str) -> list[tuple[obje
             result.subjects,
             t.name,
             ", ".join(t.matched_on) or None,
-            t.skipped,
+            t.skipped or t.failed,
             t.rows_before,
             None if t.skipped else t.rows_deleted,
             t.rows_after,

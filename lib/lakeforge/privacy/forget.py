@@ -9,8 +9,10 @@ Spark writes it in the column's type (`042` → `42`) and as its pseudonym
 (rows ingested before the column was protected hold it in clear).
 
 A table is matched on the request's columns when it has them all; a
-quarantine also on its text (`_raw`, the line as read or its fields as JSON:
-per value a whole-token match; `_row`, the failed row as JSON: per column);
+quarantine also on its text (`_raw`: a row that split holds its fields as
+JSON, matched per column; a line that did not split, by a whole-token match
+of every column's value, for values of TEXT_MIN characters or more and
+pseudonyms only; `_row`, the failed row as JSON: per column);
 a table with none of these holds no rows about a person (`monitoring`, the
 ingest log). Tables that lack the request's columns but hold the dataset's
 identity (the keys, or `_row_id`) are matched on the identities of the
@@ -34,14 +36,19 @@ from pyspark.sql import types as T
 
 from lakeforge.errors import ConfigError
 from lakeforge.ingest.parse import RAW
-from lakeforge.privacy.keys import pseudonym
+from lakeforge.privacy.keys import normalised, pseudonym
 from lakeforge.privacy.request import Request
 
 # the failed row, as JSON, in the silver quarantine (lakeforge.steps.clean)
 ROW = "_row"
 # Delta keeps this many leading characters of a string in its statistics
 STATS_PREFIX = 32
-_WORD = "A-Za-z0-9_"
+# a value shorter than this is looked for in a column, never in a text (a
+# line that did not split, a table's history): `7` is in too many texts
+TEXT_MIN = 8
+# what a token may not be next to: a letter or digit of any script, a
+# combining mark, `_`
+_WORD = "\\p{L}\\p{N}\\p{M}_"
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,16 @@ class Subjects:
 
     def patterns(self) -> list[tuple[str, ...]]:
         """Per subject, per column, a regex finding any of its forms as a
-        whole token of a text (a text match)."""
-        return [tuple(token_pattern(f) for f in subject) for subject in self.forms]
+        whole token of a text (a text match): only forms of TEXT_MIN
+        characters or more (a pseudonym has 64), as written, CSV-quoted and
+        JSON-escaped; a subject with a column without such a form has none
+        (a short value would find other people's lines)."""
+        found = []
+        for subject in self.forms:
+            usable = [{q for t in f if len(t) >= TEXT_MIN for q in _quoted(t)} for f in subject]
+            if all(usable):
+                found.append(tuple(token_pattern(f) for f in usable))
+        return found
 
     def texts(self) -> set[str]:
         return {text for subject in self.forms for forms in subject for text in forms}
@@ -129,15 +144,17 @@ def request_forms(
 ) -> Subjects:
     """The forms each value of `request` may be stored in: as given, as
     `canonical` (`canonical_values`) and, for a `pseudonymised` column, the
-    pseudonym of the canonical text under `key`."""
+    pseudonym of the canonical text, normalised as ingest does
+    (`keys.normalised`), under `key`."""
     hidden = set(pseudonymised)
     forms = []
     for given, written in zip(request.subjects, canonical, strict=True):
         per_column = []
         for column, value, text in zip(request.columns, given, written, strict=True):
             texts = {value, text}
-            if column in hidden and key is not None:
-                texts.add(pseudonym(key, text))
+            stored = normalised(text)  # what ingest computes the pseudonym of
+            if column in hidden and key is not None and stored is not None:
+                texts.add(pseudonym(key, stored))
             per_column.append(frozenset(texts))
         forms.append(tuple(per_column))
     return Subjects(request.columns, tuple(forms))
@@ -188,10 +205,19 @@ def plan_match(table_columns: Iterable[str], sets: Sequence[Subjects]) -> Match 
             )
             clauses.append((condition, subjects.rows(), f"{ROW} ({names})"))
         if RAW in have:
-            condition = " AND ".join(
-                f"t.`{RAW}` RLIKE s.`v{i}`" for i in range(len(subjects.columns))
+            # a row that split: its fields as a JSON object, per column
+            condition = f"t.`{RAW}` LIKE '{{%}}' AND " + " AND ".join(
+                f"get_json_object(t.`{RAW}`, '$.{c}') = s.`v{i}`"
+                for i, c in enumerate(subjects.columns)
             )
-            clauses.append((condition, subjects.patterns(), f"{RAW} text ({names})"))
+            clauses.append((condition, subjects.rows(), f"{RAW} ({names})"))
+            # a line that did not split: long values as whole tokens, all of them
+            patterns = subjects.patterns()
+            if patterns:
+                condition = f"NOT t.`{RAW}` LIKE '{{%}}' AND " + " AND ".join(
+                    f"t.`{RAW}` RLIKE s.`v{i}`" for i in range(len(subjects.columns))
+                )
+                clauses.append((condition, patterns, f"{RAW} text ({names})"))
     if not clauses:
         return None
     width = max(len(rows[0]) for _, rows, _ in clauses)
@@ -207,9 +233,21 @@ def plan_match(table_columns: Iterable[str], sets: Sequence[Subjects]) -> Match 
     return Match(condition, schema, tuple(rows), matched_on)
 
 
+def history_values(texts: Iterable[str]) -> set[str]:
+    """Those of `texts` a table's history is searched for: TEXT_MIN
+    characters or more (a pseudonym has 64). A shorter one would be found in
+    a commit's metrics (`"numOutputRows":"7"`); the rows holding it now are
+    found in the table's columns."""
+    return {t for t in texts if len(t) >= TEXT_MIN}
+
+
 def holds_any(history: DataFrame, texts: Iterable[str]) -> bool:
     """Whether a row of `history` (one column, `text`) holds one of `texts`
-    (`history_pattern`): the pattern travels as data, like the values."""
+    of TEXT_MIN characters or more (`history_pattern`): the pattern travels
+    as data, like the values."""
+    texts = history_values(texts)
+    if not texts:
+        return False
     needle = history.sparkSession.createDataFrame([(history_pattern(texts),)], "pattern string")
     found = history.join(F.broadcast(needle), F.expr("text RLIKE pattern"), "semi")
     return not found.limit(1).isEmpty()
@@ -250,6 +288,14 @@ def request_reference(key: bytes, request: Request, canonical: Sequence[tuple[st
         for values in canonical
     )
     return pseudonym(key, "lakeforge.forget\n" + "\n".join(subjects))
+
+
+def _quoted(text: str) -> set[str]:
+    """`text` and, when it holds a quote, its forms in a CSV field (quotes
+    doubled) and in a JSON string (escaped)."""
+    if '"' not in text and "\\" not in text:
+        return {text}
+    return {text, text.replace('"', '""'), json.dumps(text, ensure_ascii=False)[1:-1]}
 
 
 def _java_quote(text: str) -> str:

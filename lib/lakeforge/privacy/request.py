@@ -4,8 +4,10 @@ message (they identify a person).
 
 - `--where` accepts equalities of a column and a literal, joined by AND (one
   subject, several columns) and OR (several subjects, the same columns);
-  `col IN (...)` stands for an OR of equalities. Nothing else: no function,
-  no other comparison, no NULL. Erasure is of identified people, and a
+  `col IN (...)` stands for an OR of equalities (one IN of several values
+  per AND: two would pair every value of one with every value of the
+  other). Nothing else: no function, no other comparison, no NULL, no empty
+  value, no `${` (Spark substitutes variables). Erasure is of identified people, and a
   literal per column is what lets the values travel as data (a small
   DataFrame) instead of SQL text, which Delta would write into its log. The
   text passes the config's SQL guard (`config.base.SqlExpression`), then
@@ -19,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,11 @@ class Request:
 def parse_where(spark: SparkSession, text: str) -> Request:
     """The request of `--where TEXT`. Raises ConfigError saying what is
     wrong, never quoting the text (it holds the subject's values)."""
+    if "${" in text:
+        raise ConfigError(
+            "--where: `${` is not accepted (Spark would substitute a variable there); "
+            "give such a value in a --keys file"
+        )
     try:
         _GUARD.validate_python(text)
     except ValidationError as exc:
@@ -110,6 +117,33 @@ def check_columns(request: Request, known: Iterable[str], dataset: str) -> None:
         )
 
 
+def check_purpose(
+    request: Request, keys: Iterable[str], protected: Mapping[str, str], any_column: bool
+) -> None:
+    """ConfigError when a request's column cannot identify a person as
+    asked: a masked or generalised column (its stored value is never the one
+    given), or, unless `any_column`, a column that is neither one of `keys`
+    nor declared in `protected` (column → privacy action): a value such a
+    column holds is likely shared by many people."""
+    for column in request.columns:
+        action = protected.get(column)
+        if action in ("mask", "generalise"):
+            done = {"mask": "masked", "generalise": "generalised"}[action]
+            raise ConfigError(
+                f"forget: {column} is {done} at ingest: the stored value never equals the one "
+                "given; name the subject by a key or a pseudonymised column"
+            )
+    if any_column:
+        return
+    loose = [c for c in request.columns if c not in set(keys) and c not in protected]
+    if loose:
+        raise ConfigError(
+            f"forget: {', '.join(loose)} is neither a key nor a column declared under "
+            "privacy.columns: a value of it may be shared by many people; give --any-column "
+            "to erase every row holding it"
+        )
+
+
 def _split(node: Any, kind: str) -> list[Any]:
     if _kind(node) != kind:
         return [node]
@@ -120,6 +154,7 @@ def _split(node: Any, kind: str) -> list[Any]:
 def _conjunction(node: Any) -> dict[str, list[str]]:
     """{column: values} of `a = 1 AND b IN (2, 3)`; ConfigError for anything else."""
     bound: dict[str, list[str]] = {}
+    lists = 0
     for part in _split(node, "And"):
         kind = _kind(part)
         if kind in ("EqualTo", "EqualNullSafe"):
@@ -131,6 +166,13 @@ def _conjunction(node: Any) -> dict[str, list[str]]:
             items = part.list()
             column = _column(part.value())
             values = [_literal(items.apply(i)) for i in range(items.size())]
+            lists += len(set(values)) > 1
+            if lists > 1:
+                raise ConfigError(
+                    "--where: more than one IN list in one AND would pair each value of one "
+                    "with each of the other (people who may not exist); write "
+                    "(a = 'x' AND b = 'y') OR ..., or give the subjects in a --keys file"
+                )
         else:
             raise ConfigError(
                 f"--where: {_describe(kind)} is not accepted; write `column = 'value'` joined "
@@ -163,7 +205,10 @@ def _literal(node: Any) -> str:
     if node.value() is None:
         raise ConfigError("--where: a null value identifies no one; name a value")
     # Spark's text of the literal: a string as written, a date as yyyy-MM-dd
-    return str(node.toString())
+    text = str(node.toString())
+    if not text.strip():
+        raise ConfigError("--where: an empty value identifies no one; name a value")
+    return text
 
 
 def _kind(node: Any) -> str:

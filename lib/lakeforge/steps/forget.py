@@ -13,12 +13,15 @@ the erasure in an audit table without the subject's values.
    model version (not archived) pinned one of those that can still be read,
    forget refuses (exit 2) naming them, unless `force`: then it goes on,
    says so, tags those model versions `lakeforge.forget` and records them.
-4. Per table: MERGE ... WHEN MATCHED THEN DELETE against a small DataFrame
+4. Per table, the tables found only through the identities bronze and
+   silver give first, those two last (so that a run stopped half way finds
+   the rest again): MERGE ... WHEN MATCHED THEN DELETE against a small DataFrame
    of the values (the commit logs the condition, which names columns only),
    counts reconciled (rows before - deleted = rows after, the deletions from
    the commit's metrics), then VACUUM with 0 hours and the log before the
    latest version deleted (`maintenance.purge_history`).
-5. One row per table to `NAME/_forget_audit` (`lakeforge.privacy.audit`).
+5. One row per table to `NAME/_forget_audit` (`lakeforge.privacy.audit`),
+   written as soon as the table is done, or failed (`skipped` says so).
 
 Run it when nothing else writes the dataset's tables (as `maintain` with a
 retention below Delta's check): VACUUM with 0 hours would delete files a
@@ -29,8 +32,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,7 +52,13 @@ from lakeforge.privacy.audit import (
     requested_by,
 )
 from lakeforge.privacy.keys import privacy_key
-from lakeforge.privacy.request import Request, check_columns, parse_keys, parse_where
+from lakeforge.privacy.request import (
+    Request,
+    check_columns,
+    check_purpose,
+    parse_keys,
+    parse_where,
+)
 from lakeforge.steps.maintain import same_table
 from lakeforge.storage import delta, maintenance
 from lakeforge.storage.paths import tables_for
@@ -65,6 +74,11 @@ class TablePlan:
     match: matching.Match | None  # None: nothing to match the subject on
     rows: int = 0  # rows about the subject in the latest version
     history: bool = False  # an older version or the log still holds a value
+    # erased in this order: 0 found only through identities (splits,
+    # predictions), 1 found by the request (quarantines), 2 found by the
+    # request and giving the identities (bronze, silver): erasing those last
+    # lets a run that stopped half way find the others again
+    rank: int = 0
 
     @property
     def purge(self) -> bool:
@@ -78,16 +92,18 @@ def run(
     where: str | None = None,
     keys_file: str | None = None,
     force: bool = False,
+    any_column: bool = False,
 ) -> ForgetResult:
     """Erase the subject(s) of `where` (or of the CSV file `keys_file`) from
     every table of the dataset, with their history, and record it.
 
     Raises ConfigError (exit 2), before any table changes, for a bad request
     (`lakeforge.privacy.request`), a column the dataset does not hold, a
-    value not of its column's type, a missing privacy key, a table with
-    deletion vectors, or pinned table versions the erasure would make
-    unreadable (unless `force`); ReconciliationError when a table's counts
-    do not add up.
+    masked or generalised column, a column neither a key nor declared under
+    privacy (unless `any_column`), a value not of its column's type, a
+    missing privacy key, a table with deletion vectors, or pinned table
+    versions the erasure would make unreadable (unless `force`);
+    ReconciliationError when a table's counts do not add up.
     """
     ds = cfg.dataset
     if (where is None) == (keys_file is None):
@@ -95,6 +111,8 @@ def run(
     request = _request(spark, where, keys_file)
     types = {c.name: c.type for c in ds.source.columns if c.name not in ds.privacy.dropped}
     check_columns(request, types, ds.name)
+    actions = {c: p.action for c, p in ds.privacy.columns.items()}
+    check_purpose(request, ds.keys, actions, any_column)
     key = privacy_key(ds.privacy, ds.name) if ds.privacy.key_env else None
     hidden = [c for c, p in ds.privacy.columns.items() if p.action == "pseudonymise"]
     canonical = matching.canonical_values(spark, request, types)
@@ -112,6 +130,26 @@ def run(
         ids = matching.identities(frames, subjects, ds.identity)
         if ids.forms:
             sets.append(ids)
+        if len(ids.forms) > len(request.subjects):
+            log.warning(
+                "forget: %s: %d subject(s) by %s match %d identities (%s): several people "
+                "may share a value; the rows of every one of them are erased",
+                ds.name,
+                len(request.subjects),
+                ", ".join(request.columns),
+                len(ids.forms),
+                ", ".join(ds.identity),
+            )
+    short = {t for s in sets for t in s.texts()} - matching.history_values(
+        t for s in sets for t in s.texts()
+    )
+    if short:
+        log.info(
+            "forget: %d value form(s) shorter than %d characters: history check skipped for "
+            "them (a table is purged when its current rows hold them)",
+            len(short),
+            matching.TEXT_MIN,
+        )
     log.info(
         "forget: %s: %d subject(s) by %s (--%s), request %s; %d table(s)",
         ds.name,
@@ -121,7 +159,7 @@ def run(
         reference[:12] if reference else "without a reference (no privacy.key_env)",
         len(found),
     )
-    plans = [_plan(spark, table, sets) for table in found]
+    plans = sorted((_plan(spark, table, sets) for table in found), key=lambda p: p.rank)
     uri = cfg.settings.mlflow.tracking_uri
     lost = _pins_lost(spark, uri, [p for p in plans if p.purge])
     if lost and not force:
@@ -134,19 +172,27 @@ def run(
     now = datetime.now(UTC).replace(tzinfo=None)
     forget_id = uuid.uuid4().hex
     done: list[TableForget] = []
+    user = requested_by()
+
+    def record(entry: TableForget) -> None:
+        """The table's audit row, written as soon as it is done (or failed)."""
+        done.append(entry)
+        one = ForgetResult(
+            forget_id, now, request.kind, reference, len(request.subjects), force, (entry,)
+        )
+        rows = audit_rows(one, ds.name, user)
+        delta.append(spark.createDataFrame(rows, AUDIT_SCHEMA), tables.forget_audit)
+
     try:
         for p in plans:
             broken = tuple(_pinned(n, pin) for n, pin in lost if n == p.name)
-            done.append(_erase(spark, ds.name, p, broken))
-    finally:  # what was erased is recorded, even when a later table failed
-        result = ForgetResult(
-            forget_id, now, request.kind, reference, len(request.subjects), force, tuple(done)
-        )
-        if done:
-            rows = audit_rows(result, ds.name, requested_by())
-            delta.append(spark.createDataFrame(rows, AUDIT_SCHEMA), tables.forget_audit)
-        purged = {t.name for t in done if t.history_purged}
+            _erase(spark, ds.name, p, broken, record)
+    finally:  # a table whose history may be gone costs its pins, even on a failure
+        purged = {t.name for t in done if t.history_purged or t.failed}
         _mark(uri, ds.name, [(n, pin) for n, pin in lost if n in purged], forget_id, now)
+    result = ForgetResult(
+        forget_id, now, request.kind, reference, len(request.subjects), force, tuple(done)
+    )
     log.info(
         "forget: %s: %d row(s) deleted from %d table(s), history purged in %d; audit %s",
         ds.name,
@@ -181,36 +227,63 @@ def _plan(spark: SparkSession, table: str, sets: list[matching.Subjects]) -> Tab
             f"forget: {name} ({table}) has deletion vectors enabled: a deleted row would stay "
             "in its file; turn them off and purge the table's deletion vectors first"
         )
+    direct = matching.plan_match(rows.columns, sets[:1]) is not None
+    rank = 0 if not direct else 2 if set(sets[0].columns) <= set(rows.columns) else 1
     current = found.rows_of(rows).count()
+    if current:  # purged anyway: no need to search its history
+        return TablePlan(table, name, found, current, False, rank)
     history = maintenance.history_text(spark, table)
     texts = set().union(*[s.texts() for s in sets])
     held = history is not None and matching.holds_any(history, texts)
-    return TablePlan(table, name, found, current, held)
+    return TablePlan(table, name, found, current, held, rank)
 
 
-def _erase(spark: SparkSession, dataset: str, p: TablePlan, broken: tuple[str, ...]) -> TableForget:
+def _erase(
+    spark: SparkSession,
+    dataset: str,
+    p: TablePlan,
+    broken: tuple[str, ...],
+    record: Callable[[TableForget], None],
+) -> TableForget:
+    """Erase `p`'s rows about the subject and its history, and `record` the
+    table's audit entry: when done, or when it failed (a MERGE may have
+    committed, a purge may have begun), then raise."""
     label = f"{dataset}/{p.name}"
     if p.match is None:
         why = "no column to find a subject by (not rows about people)"
         log.info("forget: %s: skipped: %s", label, why)
-        return TableForget(p.table, p.name, skipped=why)
+        skipped = TableForget(p.table, p.name, skipped=why)
+        record(skipped)
+        return skipped
     with timed(log, f"forget: {label}") as stats:
         latest = delta.version(spark, p.table)
         assert latest is not None
-        deleted, merged = (0, latest) if not p.rows else _delete(spark, p.table, p.match)
-        version_before = merged - 1 if p.rows else latest
-        rows_before = delta.read(spark, p.table, as_of=version_before).count()
-        rows_after = delta.read(spark, p.table, as_of=merged).count()
-        if rows_before - deleted != rows_after or deleted != p.rows:
-            raise ReconciliationError(
-                f"forget: {label}: {rows_before} rows - {deleted} deleted (commit metrics) != "
-                f"{rows_after} rows after, or != the {p.rows} rows about the subject found "
-                "before: did another job write the table meanwhile?"
+        entry = TableForget(
+            p.table, p.name, p.match.matched_on, version_before=latest, pins_broken=broken
+        )
+        try:
+            deleted, merged = (0, latest) if not p.rows else _delete(spark, p.table, p.match)
+            version_before = merged - 1 if p.rows else latest
+            entry = replace(
+                entry, rows_deleted=deleted, version_before=version_before, version_after=merged
             )
-        files = logs = 0
-        if p.purge:
-            files, logs = maintenance.purge_history(spark, p.table)
-        version_after = delta.version(spark, p.table)
+            rows_before = delta.read(spark, p.table, as_of=version_before).count()
+            rows_after = delta.read(spark, p.table, as_of=merged).count()
+            entry = replace(entry, rows_before=rows_before, rows_after=rows_after)
+            if rows_before - deleted != rows_after or deleted != p.rows:
+                raise ReconciliationError(
+                    f"forget: {label}: {rows_before} rows - {deleted} deleted (commit metrics) "
+                    f"!= {rows_after} rows after, or != the {p.rows} rows about the subject "
+                    "found before: did another job write the table meanwhile?"
+                )
+            files = logs = 0
+            if p.purge:
+                files, logs = maintenance.purge_history(spark, p.table)
+            version_after = delta.version(spark, p.table)
+        except Exception as exc:
+            why = f"failed ({type(exc).__name__}) after version {latest}: run forget again"
+            record(replace(entry, version_after=delta.version(spark, p.table), failed=why))
+            raise
         stats.update(
             matched_on="+".join(p.match.matched_on),
             rows=f"{rows_before}-{deleted}={rows_after}",
@@ -221,21 +294,15 @@ def _erase(spark: SparkSession, dataset: str, p: TablePlan, broken: tuple[str, .
         )
         if broken:
             stats["pins_broken"] = len(broken)
-    return TableForget(
-        p.table,
-        p.name,
-        p.match.matched_on,
-        None,
-        rows_before,
-        deleted,
-        rows_after,
-        version_before,
-        version_after,
-        p.purge,
-        files,
-        logs,
-        broken,
+    done = replace(
+        entry,
+        version_after=version_after,
+        history_purged=p.purge,
+        files_deleted=files,
+        log_files_deleted=logs,
     )
+    record(done)
+    return done
 
 
 def _delete(spark: SparkSession, table: str, found: matching.Match) -> tuple[int, int]:
