@@ -3,7 +3,8 @@ ProPublica's COMPAS file: every person accounted for, names never stored, the
 person id stored only as its keyed pseudonym, birth dates and ages
 generalised before bronze; fairness measured per sex and race (race is a
 group, not a feature) and the gaps logged; the champion chosen, batch-scored
-and monitored."""
+and monitored; served online, a person's record sent in clear is answered as
+gold answered their protected row, and logged protected."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.cli import main
@@ -20,6 +21,7 @@ from lakeforge.ingest.files import resolve_source_path
 from lakeforge.privacy.keys import pseudonym
 from lakeforge.serving.signature import Signature
 from lakeforge.storage import delta
+from tests.integration.test_serve import Server, _call
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +31,7 @@ KEY = "compas-demo-key-not-a-real-secret-0123456789"
 
 
 def test_compas_demo_protects_people_before_bronze_and_measures_fairness(
-    spark: SparkSession, lakehouse: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession, lakehouse: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("LAKEFORGE_PRIVACY_KEY", KEY)
     assert main(["pipeline", "--dataset", str(CONFIG)]) == 0
@@ -82,3 +84,51 @@ def test_compas_demo_protects_people_before_bronze_and_measures_fairness(
     scored = delta.read(spark, str(tables / "predictions"))
     assert scored.count() > 0
     assert scored.select("id").distinct().count() == scored.count()
+
+    _served_in_clear_answered_and_logged_as_protected(spark, raw, scored, inputs, tables, tmp_path)
+
+
+def _served_in_clear_answered_and_logged_as_protected(
+    spark: SparkSession,
+    raw: pd.DataFrame,
+    gold: DataFrame,
+    inputs: list[str],
+    tables: Path,
+    cwd: Path,
+) -> None:
+    """A client sends what it has: the person's real age. The server bands
+    it as ingest did, so the answer is gold's for that person's bronze row,
+    and the inference log holds the band, never the age sent."""
+    answers = {
+        r["id"]: r.asDict() for r in gold.select("id", "prediction", "probability").collect()
+    }
+    people = raw[raw["age"] % 5 != 0].copy()  # their band differs from their age
+    people["pseudonym"] = [pseudonym(KEY.encode(), str(i)) for i in people["id"]]
+    people = people[people["pseudonym"].isin(answers)].head(25)
+    assert len(people) == 25
+    records = [
+        {
+            c: (None if pd.isna(row[c]) else row[c].item() if hasattr(row[c], "item") else row[c])
+            for c in inputs
+        }
+        for _, row in people.iterrows()
+    ]
+    server = Server(CONFIG, cwd, "--reload-seconds", "0")
+    try:
+        status, meta = _call(f"{server.url}/metadata")
+        assert status == 200, meta
+        protection = {i["name"]: i["protection"] for i in meta["inputs"]}
+        assert protection["age"] == "generalise" and protection["sex"] is None
+        status, got = _call(f"{server.url}/predict", records)
+        assert status == 200, got
+        for key, answer in zip(people["pseudonym"], got["predictions"], strict=True):
+            assert answer["prediction"] == answers[key]["prediction"]
+            assert answer["probability"] == pytest.approx(answers[key]["probability"], abs=1e-6)
+        status, problem = _call(f"{server.url}/predict", {**records[0], "age": 37.5})
+        assert status == 422 and problem["detail"][0]["field"] == "age"
+    finally:
+        output = server.stop()
+    assert "Traceback" not in output, output
+    logged = delta.read(spark, str(tables / "online_predictions")).select("age").toPandas()
+    assert sorted(logged["age"]) == sorted(people["age"] // 5 * 5)
+    assert not set(logged["age"]) & set(people["age"])

@@ -302,3 +302,37 @@ def test_a_gap_past_max_gap_registers_the_model_without_the_champion_alias(
         ).read_text()
     )
     assert "segment" in pd.DataFrame(table["data"], columns=table["columns"])["grouping"].tolist()
+
+    # the limit tightens after v2 became champion: a fairer challenger (no
+    # segment feature) that does not beat v2's metric still replaces it,
+    # because v2, audited on the same test rows, breaches the new limit
+    v2_gap = promoted.fairness.find("segment", "demographic_parity_difference")
+    assert v2_gap is not None and v2_gap.value > 0.1
+    limit = round(v2_gap.value / 2, 4)
+
+    def fairer(folder: str) -> Path:
+        return write_scores_dataset(
+            tmp_path / folder,
+            where="id < 4000",
+            features={"numeric": {"columns": ["x1", "x2"]}},
+            models=[{"estimator": "logistic_regression", "params": {"regParam": 0.01}}],
+            fairness={
+                "groups": ["segment"],
+                "max_gap": {"demographic_parity_difference": limit},
+            },
+        )
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lakeforge"):
+        replaced = train.run(spark, job_config(fairer("fairer")))
+    assert replaced is not None and replaced.fairness is not None
+    v3_gap = replaced.fairness.find("segment", "demographic_parity_difference")
+    assert v3_gap is not None and v3_gap.value <= limit
+    decision = replaced.decision
+    assert decision.champion_version == "2"
+    assert decision.champion_value is not None
+    assert decision.value < decision.champion_value  # it does not beat v2's metric
+    assert decision.promoted, decision.reason
+    assert "champion v2 breaches today's fairness limits" in decision.reason
+    assert f"above max_gap {limit}" in decision.reason
+    assert str(client.get_model_version_by_alias("scores", "champion").version) == "3"

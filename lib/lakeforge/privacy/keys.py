@@ -54,3 +54,16 @@ def normalised(text: str) -> str | None:
     is left. Call it before `pseudonym` on an id given in clear."""
     stripped = text.strip(BLANKS)
     return stripped or None
+
+
+# the text whose pseudonym tells two keys apart (versioned: changing it
+# would make every recorded check value differ)
+_CHECK_TEXT = "lakeforge key check v1"
+
+
+def key_check(key: bytes) -> str:
+    """16 hex characters that are equal for equal keys and differ (but for a
+    2^-64 chance) otherwise: recorded where the key was used, so a later
+    process can tell it holds the same key without the key being stored.
+    Reveals no more than any pseudonym of a known text does."""
+    return pseudonym(key, _CHECK_TEXT)[:16]

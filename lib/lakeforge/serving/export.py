@@ -27,6 +27,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeforge.config.privacy import Privacy, Protection
+from lakeforge.privacy import records
 from lakeforge.serving import ensembles, stages
 from lakeforge.serving.graph import Graph, NotExportable
 from lakeforge.serving.signature import Input, Signature, feeds
@@ -265,3 +267,33 @@ def export(
             parity,
         )
     return Export(onnx_bytes, signature, None, parity)
+
+
+def with_privacy(
+    online: Export, privacy: Privacy | None, types: dict[str, str], key: bytes | None
+) -> Export:
+    """`online` with what the server needs to protect a request's personal
+    inputs as ingest protected bronze's (privacy/records.py): their
+    protections and source `types`, the key's variable and check value. A
+    protection Python cannot reproduce exactly, or a pseudonymised input
+    with no `key` to check the server's against, leaves the model batch-only,
+    and the reason says which input."""
+    if online.signature is None:
+        return online
+    recorded = records.describe(privacy, types, online.signature.names(), key)
+    if not recorded:
+        return online
+    reasons: list[str] = []
+    for name, spec in recorded["columns"].items():
+        protection = Protection(**spec["protection"])
+        problem = records.unsupported(name, protection, spec["type"])
+        if problem is not None:
+            reasons.append(problem)
+        elif protection.action == "pseudonymise" and key is None:
+            reasons.append(
+                f"privacy: {name} is pseudonymised and {recorded['key_env']} was not set at "
+                "training: the key a server uses could not be checked against bronze's"
+            )
+    signature = replace(online.signature, privacy=recorded)
+    reason = online.reason or ("; ".join(reasons) if reasons else None)
+    return replace(online, signature=signature, reason=reason)

@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from lakeforge.errors import InputNotFound
+from lakeforge.privacy.records import InvalidValue, RecordProtector
 from lakeforge.serving.layout import (
     ARTIFACT_DIR,
     MODEL_FILE,
@@ -32,7 +33,7 @@ from lakeforge.serving.layout import (
     SERVABLE,
     SIGNATURE_FILE,
 )
-from lakeforge.serving.signature import Signature, feeds
+from lakeforge.serving.signature import InvalidRecord, Signature, feeds
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,19 @@ class Loaded:
     signature: Signature
     session: Any  # onnxruntime.InferenceSession (thread-safe for run())
     outputs: tuple[str, ...]
+    # the inputs ingest protected, protected the same way (None: none are)
+    protector: RecordProtector | None = None
+
+    def protect(self, records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The records as bronze would hold them: an input holding personal
+        data arrives in clear and is scored, and logged, in its protected
+        form. Raises InvalidRecord naming a field its source type cannot hold."""
+        if self.protector is None:
+            return list(records)
+        try:
+            return list(self.protector.protect(list(records)))
+        except InvalidValue as exc:
+            raise InvalidRecord(exc.column, exc.problem) from None
 
     def score(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """One answer per record: the prediction and, for a classifier, the
@@ -115,6 +129,10 @@ def load(tracking_uri: str, name: str, alias: str, unless: str | None = None) ->
             f"cannot be loaded: {first}"
         ) from None
     outputs = tuple(o.name for o in session.get_outputs())
+    # the key is checked against the one training's data was protected with:
+    # ConfigError (unset, or another key) stops a start, and keeps the
+    # current version in service on a reload
+    protector = RecordProtector.from_recorded(signature.privacy)
     log.info(
         "serve: loaded %s v%s (%s), run %s, %d inputs, parity %.1e on %d test rows",
         name,
@@ -125,7 +143,9 @@ def load(tracking_uri: str, name: str, alias: str, unless: str | None = None) ->
         signature.parity,
         signature.rows_checked,
     )
-    return Loaded(name, str(version.version), str(version.run_id), signature, session, outputs)
+    return Loaded(
+        name, str(version.version), str(version.run_id), signature, session, outputs, protector
+    )
 
 
 @dataclass

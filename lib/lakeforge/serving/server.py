@@ -1,8 +1,11 @@
 """`lakeforge serve`: the champion over HTTP, with no Spark and no JVM.
 
     POST /predict   one record (a JSON object of the silver columns the
-                    model reads) or a list of them; the prediction, class
-                    probabilities, model name and version
+                    model reads; a column the dataset's `privacy:` block
+                    protects is sent in clear and protected here, as ingest
+                    did, before it is scored or logged) or a list of them;
+                    the prediction, class probabilities, model name and
+                    version
     GET  /health    the model in service, reloads, the inference log's counts
     GET  /metadata  the inputs (name and kind), model version, training run,
                     parity with Spark at training
@@ -105,6 +108,8 @@ def create_app(scorer: Scorer, online_log: OnlineLog | None, *, max_batch: int =
                     f"{where}unknown field(s) {unknown}; the model reads {sorted(known)}",
                 )
         try:
+            # personal inputs arrive in clear: scored and logged as bronze holds them
+            records = model.protect(records)
             answers = model.score(records)
         except InvalidRecord as exc:
             return _problem(422, exc.field, exc.problem)
@@ -151,7 +156,13 @@ def create_app(scorer: Scorer, online_log: OnlineLog | None, *, max_batch: int =
                 "task": signature.task,
                 "classes": signature.classes,
                 "inputs": [
-                    {"name": i.name, "kind": i.kind, "categories": i.categories}
+                    {
+                        "name": i.name,
+                        "kind": i.kind,
+                        "categories": i.categories,
+                        # sent in clear; protected before scoring and logging
+                        "protection": signature.protection(i.name),
+                    }
                     for i in signature.inputs
                 ],
                 "parity": {"largest_difference": signature.parity, "rows": signature.rows_checked},

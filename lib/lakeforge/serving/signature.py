@@ -51,6 +51,9 @@ class Signature:
     parity: float = math.nan  # the largest difference to Spark on the test split
     rows_checked: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # how ingest protected the inputs that hold personal data, for the server
+    # to protect a request the same way (privacy/records.py `describe`)
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, allow_nan=True)
@@ -66,6 +69,12 @@ class Signature:
 
     def names(self) -> list[str]:
         return [i.name for i in self.inputs]
+
+    def protection(self, name: str) -> str | None:
+        """The privacy action applied to input `name` (sent in clear, stored
+        protected), or None."""
+        spec = (self.privacy.get("columns") or {}).get(name)
+        return None if spec is None else str(spec["protection"]["action"])
 
 
 def feeds(

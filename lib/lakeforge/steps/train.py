@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeforge import fairness, secrets, sqlguard
-from lakeforge.config import JobConfig
+from lakeforge.config import DatasetConfig, JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, InputNotFound, SchemaMismatch
 from lakeforge.evaluation import plots
@@ -38,6 +39,7 @@ from lakeforge.logs import timed
 from lakeforge.models.threshold import DecisionThreshold
 from lakeforge.models.weights import WEIGHT, balanced_weights, class_counts, with_weights
 from lakeforge.monitoring import profile
+from lakeforge.privacy.keys import privacy_key
 from lakeforge.quality import learnable
 from lakeforge.serving import export
 from lakeforge.spark import cores
@@ -284,6 +286,12 @@ def _train(
                 figures = plots.figures(scored, spec.task, spec.label, weights, columns)
                 audit = _fairness(scored, spec, expected, split_counts[TEST])
                 online = _export_online(model, scored, spec, n_classes, split_counts[TEST])
+                online = export.with_privacy(
+                    online,
+                    ds.privacy,
+                    {c.name: c.type for c in ds.source.columns},
+                    _privacy_key_if_set(ds),
+                )
             finally:
                 scored.unpersist()
             stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
@@ -337,6 +345,12 @@ def _train(
             margin=spec.registry.margin,
             score_champion=lambda v: _score_version(model_name, v, full_test_rows, spec),
             held_back=held_back,
+            audit_champion=(
+                (lambda v: _champion_breaches(model_name, v, full_test_rows, spec, expected))
+                if spec.fairness is not None
+                and (spec.fairness.max_gap or spec.fairness.min_ratio is not None)
+                else None
+            ),
         )
         runs.set_tags(
             {"lakeforge.model_version": decision.version, "lakeforge.promoted": decision.promoted}
@@ -428,6 +442,15 @@ def _fairness(
                 gap.between(),
             )
     return audit
+
+
+def _privacy_key_if_set(ds: DatasetConfig) -> bytes | None:
+    """The pseudonymisation key when its variable is set: train reads no
+    personal value, but records the key's check value so a server can tell
+    it holds the key bronze was protected with."""
+    if ds.privacy is None or ds.privacy.key_env is None or not os.environ.get(ds.privacy.key_env):
+        return None
+    return privacy_key(ds.privacy, ds.name)
 
 
 def _export_online(
@@ -539,6 +562,25 @@ def _classes(counts: dict[float, int], spec: TrainConfig, name: str) -> int:
 
 def _numeric_columns(spec: TrainConfig) -> list[str]:
     return list(spec.features.numeric.columns) if spec.features.numeric else []
+
+
+def _champion_breaches(
+    name: str,
+    version: str,
+    rows: DataFrame,
+    spec: TrainConfig,
+    expected: Mapping[tuple[str, str], int],
+) -> list[str]:
+    """The fairness limits registered `version` breaches on the test `rows`
+    (measured as the challenger's were); none when it cannot score them."""
+    assert spec.fairness is not None
+    try:
+        scored = mlflow.spark.load_model(f"models:/{name}/{version}").transform(rows)
+        audit = fairness.measure(scored, spec.fairness, spec.task, spec.label, expected)
+    except AnalysisException as exc:  # it reads columns today's rows lack
+        log.warning("train: champion v%s not audited: %s", version, str(exc).splitlines()[0])
+        return []
+    return [str(b) for b in fairness.breaches(audit, spec.fairness)]
 
 
 def _score_version(name: str, version: str, rows: DataFrame, spec: TrainConfig) -> float:

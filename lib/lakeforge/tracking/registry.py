@@ -65,6 +65,7 @@ def gate(
     margin: float,
     score_champion: Callable[[str], float],
     held_back: Sequence[str] = (),
+    audit_champion: Callable[[str], Sequence[str]] | None = None,
 ) -> GateDecision:
     """Give `version` the champion alias if there is no champion, or if it beats
     the champion's `metric` (recomputed by `score_champion` on the same test
@@ -72,7 +73,13 @@ def gate(
     reasons in `held_back` (a fairness gap past its limit) is a challenger
     whatever its metric, and the champion is not scored. A champion that
     cannot score the rows (`score_champion` raises CannotScore) keeps its
-    alias; any other exception propagates, and no alias moves."""
+    alias; any other exception propagates, and no alias moves.
+
+    A challenger that meets the fairness limits but not the champion's
+    metric still replaces a champion that breaches them (`audit_champion`:
+    the champion's breaches on the same test rows under today's limits): a
+    limit tightened after a champion was chosen is not defended by that
+    champion's accuracy."""
     current = champion_version(client, name)
     if held_back:
         reason = "held back by fairness: " + "; ".join(held_back)
@@ -100,6 +107,14 @@ def gate(
             f"{metric} {value:.4f} vs champion v{current} {theirs:.4f} "
             f"(margin {margin}): {'beats' if wins else 'does not beat'} it"
         )
+        if not wins and not math.isnan(theirs) and audit_champion is not None:
+            breaches = list(audit_champion(current))
+            if breaches:
+                wins = True
+                reason += (
+                    f"; but champion v{current} breaches today's fairness limits on the same "
+                    f"test rows ({'; '.join(breaches)}) and v{version} meets them: replaced"
+                )
         decision = GateDecision(wins, version, metric, value, current, theirs, reason)
     client.set_registered_model_alias(name, CHAMPION if decision.promoted else CHALLENGER, version)
     # an MLflow tag holds at most 8,000 characters; many breaches may be long

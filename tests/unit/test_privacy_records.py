@@ -1,0 +1,213 @@
+"""The online scorer protects a record as ingest protects bronze: the Python
+twin of every action (privacy/records.py) gives, value for value, what
+Spark's protection (privacy/protect.py) gives on the same typed values, for
+each supported source type; the key a server holds is checked against the
+one training's data was protected with."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from lakeforge.config.privacy import Privacy, Protection
+from lakeforge.errors import ConfigError
+from lakeforge.privacy import keys, records
+from lakeforge.privacy.protect import protect
+from lakeforge.privacy.records import InvalidValue, RecordProtector
+
+KEY = "k3y-for-tests-Ünïcode-0123456789".encode()
+
+VALUES: dict[str, list[Any]] = {
+    "string": ["C-1", " C-1 ", "", "   ", "é漢字 x😀", "a\tb\n", "x" * 70, "ab", None],
+    "int": [0, 1, -1, 3, -3, 37, -37, 2147483647, -2147483648, None],
+    "long": [0, 123456789012, -9223372036854775808, 9223372036854775807, -7, None],
+    "short": [0, 32767, -32768, 99, -99, None],
+    "byte": [0, 127, -128, 5, -5, None],
+    "double": [0.0, -0.0, 37.3, -3.7, 1e20, 1e-5, 1.7976931348623157e308, 2.5, -2.5, None],
+    "float": [0.0, 37.3, -3.7, 1e20, 2.5, -1.25, None],
+    "decimal(10,2)": [
+        Decimal("3.50"),
+        Decimal("-0.05"),
+        Decimal("99999999.99"),
+        Decimal("0.00"),
+        Decimal("-12345.67"),
+        None,
+    ],
+    "decimal(4,2)": [Decimal("99.99"), Decimal("-0.50"), Decimal("0.01"), None],
+    "decimal(38,18)": [
+        Decimal("0.000000000000000001"),
+        Decimal("-1.5"),
+        Decimal("12345678901234567890.123456789012345678"),
+        None,
+    ],
+    "date": [date(2024, 1, 31), date(1999, 12, 1), date(1, 1, 1), date(9999, 12, 31), None],
+    "boolean": [True, False, None],
+}
+
+# (protection, the source types it is checked on)
+CASES: list[tuple[dict[str, Any], list[str]]] = [
+    (
+        {"action": "pseudonymise"},
+        [
+            "string",
+            "int",
+            "long",
+            "short",
+            "byte",
+            "decimal(10,2)",
+            "decimal(38,18)",
+            "date",
+            "boolean",
+        ],
+    ),
+    ({"action": "mask", "keep_last": 4}, ["string", "int", "long", "decimal(10,2)", "date"]),
+    ({"action": "mask", "keep_first": 2, "mask_char": "#"}, ["string", "int", "boolean"]),
+    ({"action": "mask"}, ["string", "long"]),
+    (
+        {"action": "generalise", "band": 5},
+        ["int", "long", "short", "byte", "double", "float", "decimal(10,2)", "decimal(4,2)"],
+    ),
+    ({"action": "generalise", "band": 2.5}, ["int", "long", "double", "float", "decimal(10,2)"]),
+    ({"action": "generalise", "band": 100}, ["byte", "short", "decimal(4,2)"]),
+    ({"action": "generalise", "band": 0.25}, ["double", "decimal(10,2)", "decimal(38,18)"]),
+    # bounds a float cannot hold exactly: the float column rounds them as Spark's cast does
+    ({"action": "generalise", "band": 0.1}, ["float", "double", "decimal(10,2)"]),
+    ({"action": "generalise", "band": 1e9}, ["long", "double"]),
+    ({"action": "generalise", "to": "month"}, ["date"]),
+    ({"action": "generalise", "to": "year"}, ["date"]),
+    ({"action": "generalise", "prefix": 3}, ["string"]),
+]
+
+
+def _case_id(case: tuple[dict[str, Any], list[str]]) -> str:
+    options = {k: v for k, v in case[0].items() if k != "action"}
+    return case[0]["action"] + "".join(f"-{k}={v}" for k, v in options.items())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_a_record_is_protected_exactly_as_spark_protects_bronze(
+    spark: SparkSession, case: tuple[dict[str, Any], list[str]]
+) -> None:
+    options, source_types = case
+    protection = Protection(**options)
+    for source_type in source_types:
+        values = VALUES[source_type]
+        df = spark.createDataFrame([(v,) for v in values], f"v {source_type}")
+        privacy = Privacy.model_validate({"key_env": "UNUSED", "columns": {"v": options}})
+        in_bronze = [row["v"] for row in protect(df, privacy, KEY).collect()]
+        raw = [row["v"] for row in df.collect()]  # the values as Spark typed them
+        twin = RecordProtector({"v": (protection, source_type)}, KEY)
+        online = [twin.value("v", protection, source_type, v) for v in raw]
+        assert online == in_bronze, (source_type, raw)
+        # and the types the model reads: a pseudonym or mask is text, a band a number
+        for got, want in zip(online, in_bronze, strict=True):
+            assert type(got) is type(want), (source_type, got, want)
+
+
+def test_a_value_sent_as_json_is_typed_as_the_source_column_would_hold_it() -> None:
+    band = Protection(action="generalise", band=5)
+    twin = RecordProtector({"age": (band, "int")})
+    assert twin.protect([{"age": 37, "other": "kept"}]) == [{"age": 35, "other": "kept"}]
+    assert twin.protect([{"age": 37.0}, {"age": None}, {}]) == [{"age": 35}, {"age": None}, {}]
+    for bad, problem in (
+        (37.5, "integer"),
+        ("37", "number"),
+        (True, "number"),
+        (2**31, "out of range"),
+    ):
+        with pytest.raises(InvalidValue, match=problem) as caught:
+            twin.protect([{"age": bad}])
+        assert caught.value.column == "age"
+    month = RecordProtector({"born": (Protection(action="generalise", to="month"), "date")})
+    assert month.protect([{"born": "1990-07-14"}]) == [{"born": date(1990, 7, 1)}]
+    with pytest.raises(InvalidValue, match="YYYY-MM-DD"):
+        month.protect([{"born": "14/07/1990"}])
+    money = RecordProtector({"amount": (Protection(action="generalise", band=10), "decimal(10,2)")})
+    assert money.protect([{"amount": 37.456}]) == [{"amount": Decimal("30.00")}]
+
+
+def test_the_server_needs_the_key_bronze_was_protected_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    privacy = Privacy.model_validate(
+        {
+            "key_env": "SERVE_TEST_KEY",
+            "columns": {
+                "id": {"action": "pseudonymise"},
+                "age": {"action": "generalise", "band": 5},
+            },
+        }
+    )
+    recorded = records.describe(privacy, {"id": "int", "age": "int"}, ["id", "age", "x"], KEY)
+    assert set(recorded["columns"]) == {"id", "age"}
+    assert KEY.hex() not in str(recorded) and KEY.decode() not in str(recorded)
+    assert recorded["key_check"] == keys.key_check(KEY)
+
+    monkeypatch.delenv("SERVE_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"SERVE_TEST_KEY.*unset"):
+        RecordProtector.from_recorded(recorded)
+    monkeypatch.setenv("SERVE_TEST_KEY", "another-key-of-enough-bytes")
+    with pytest.raises(ConfigError, match="not the one"):
+        RecordProtector.from_recorded(recorded)
+    monkeypatch.setenv("SERVE_TEST_KEY", KEY.decode())
+    protector = RecordProtector.from_recorded(recorded)
+    assert protector is not None
+    assert protector.protect([{"id": 42, "age": 44, "x": 1.0}]) == [
+        {"id": keys.pseudonym(KEY, "42"), "age": 40, "x": 1.0}
+    ]
+    # no protected input: nothing to protect, no key needed
+    assert records.describe(privacy, {"id": "int"}, ["x"], KEY) == {}
+    assert RecordProtector.from_recorded({}) is None
+
+
+def test_what_python_cannot_render_as_spark_does_is_refused_by_name() -> None:
+    text = Protection(action="pseudonymise")
+    assert "cannot be reproduced" in str(records.unsupported("score", text, "double"))
+    assert "timestamp" in str(records.unsupported("seen", text, "timestamp"))
+    assert records.unsupported("age", Protection(action="generalise", band=5), "double") is None
+    assert records.unsupported("id", text, "long") is None
+
+
+def test_train_records_the_protections_and_names_what_cannot_be_served() -> None:
+    from lakeforge.serving.export import Export, with_privacy
+    from lakeforge.serving.signature import Input, Signature
+
+    signature = Signature(
+        "binary", 2, (Input("age", "int"), Input("score", "string"), Input("id", "string"))
+    )
+    online = Export(b"onnx", signature, None)
+    privacy = Privacy.model_validate(
+        {
+            "key_env": "SERVE_TEST_KEY",
+            "columns": {
+                "age": {"action": "generalise", "band": 5},
+                "id": {"action": "pseudonymise"},
+                "name": {"action": "drop"},
+            },
+        }
+    )
+    types = {"age": "int", "score": "double", "id": "long", "name": "string"}
+    served = with_privacy(online, privacy, types, KEY)
+    assert served.servable
+    assert served.signature is not None
+    assert set(served.signature.privacy["columns"]) == {"age", "id"}
+    assert served.signature.protection("age") == "generalise"
+    assert served.signature.protection("score") is None
+    # the recorded block survives the signature's JSON (what the server reads)
+    assert Signature.from_json(served.signature.to_json()).privacy == served.signature.privacy
+
+    # no key at training: the server's key could not be checked
+    unchecked = with_privacy(online, privacy, types, None)
+    assert not unchecked.servable and "id is pseudonymised" in str(unchecked.reason)
+    # a double pseudonymised: its text is Java's
+    doubled = Privacy.model_validate(
+        {"key_env": "SERVE_TEST_KEY", "columns": {"score": {"action": "pseudonymise"}}}
+    )
+    refused = with_privacy(online, doubled, types, KEY)
+    assert not refused.servable and "score (double)" in str(refused.reason)
+    # nothing protected among the inputs: the export is unchanged
+    assert with_privacy(online, None, types, KEY) is online
