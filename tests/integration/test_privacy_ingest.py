@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 
 from lakeforge.cli import main
 from lakeforge.config.loader import JobConfig
-from lakeforge.errors import UndeclaredPersonalData
+from lakeforge.errors import ConfigError, UndeclaredPersonalData
 from lakeforge.privacy import keys
 from lakeforge.steps import clean, ingest
 from lakeforge.storage import delta
@@ -516,3 +516,81 @@ def test_a_database_source_is_protected_before_bronze(
     }
     leaks = _leaks(lakehouse, ["ann@example.com", "bo@example.com", "Ann Ark", "1984-03-17"])
     assert leaks == {}
+
+    # a later window under another key is refused before it is read or logged
+    pg.sql(
+        "INSERT INTO customers VALUES (3, 'cy@example.com', DATE '1995-06-09', 'Cy Dee', "
+        "TIMESTAMP '2026-01-02 09:00')"
+    )
+    tables = tables_for(cfg.settings, "customers")
+    versions = (delta.version(spark, tables.bronze), delta.version(spark, tables.jdbc_log))
+    monkeypatch.setenv(KEY_ENV, "another-key-of-enough-bytes-0000")
+    with pytest.raises(ConfigError, match=f"the key in {KEY_ENV} is not the key"):
+        ingest.run(spark, job_config(path))
+    assert (delta.version(spark, tables.bronze), delta.version(spark, tables.jdbc_log)) == versions
+    monkeypatch.setenv(KEY_ENV, KEY)
+    assert ingest.run(spark, job_config(path)).bronze_rows == 1
+
+
+def _bronze_version(spark: SparkSession, lakehouse: Path) -> int | None:
+    return delta.version(spark, str(lakehouse / "people" / "bronze"))
+
+
+def test_a_batch_protected_otherwise_than_bronze_is_refused_before_anything_is_written(
+    spark: SparkSession,
+    lakehouse: Path,
+    tmp_path: Path,
+    key: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dataset = _people(tmp_path)
+    assert main(["ingest", "--dataset", str(dataset)]) == 0
+    before = _bronze_version(spark, lakehouse)
+    line = "C-1007,hal.ives@example.com,4000 0566 5566 5556,45,1979-05-05,N1 9GU,Hal Ives,3.0,z"
+    write_lines(tmp_path / "in" / "people2.csv", [HEADER, line])
+    capsys.readouterr()
+
+    # another key: its pseudonyms would not join the earlier ones
+    monkeypatch.setenv(KEY_ENV, "another-key-of-enough-bytes-0000")
+    assert main(["ingest", "--dataset", str(dataset)]) == 2
+    err = capsys.readouterr().err
+    assert f"the key in {KEY_ENV} is not the key bronze's earlier batches" in err, err
+    assert "another-key" not in err and KEY not in err
+    assert _bronze_version(spark, lakehouse) == before
+
+    # another block: a band changed, a column no longer dropped
+    monkeypatch.setenv(KEY_ENV, KEY)
+    columns = dict(PRIVACY["columns"])  # type: ignore[call-overload]
+    columns["age"] = {"action": "generalise", "band": 5}
+    del columns["full_name"]
+    changed = _people(tmp_path, {**PRIVACY, "columns": columns})
+    assert main(["ingest", "--dataset", str(changed)]) == 2
+    err = capsys.readouterr().err
+    assert "another privacy block" in err, err
+    assert "age (changed)" in err and "full_name (removed)" in err
+    assert _bronze_version(spark, lakehouse) == before
+
+    # the block and key bronze was protected with: the batch goes in
+    dataset = _people(tmp_path)
+    assert main(["ingest", "--dataset", str(dataset)]) == 0
+    assert _bronze_version(spark, lakehouse) == (before or 0) + 1
+
+
+def test_a_privacy_block_added_to_a_dataset_ingested_without_one_is_refused(
+    spark: SparkSession,
+    lakehouse: Path,
+    tmp_path: Path,
+    key: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plain = _people(tmp_path, None)
+    assert main(["ingest", "--dataset", str(plain)]) == 0
+    before = _bronze_version(spark, lakehouse)
+    write_lines(tmp_path / "in" / "people2.csv", [HEADER, GOOD[0].replace("C-1001", "C-1009")])
+    capsys.readouterr()
+    protected = _people(tmp_path)
+    assert main(["ingest", "--dataset", str(protected)]) == 2
+    err = capsys.readouterr().err
+    assert "bronze's earlier batches were not protected" in err, err
+    assert _bronze_version(spark, lakehouse) == before

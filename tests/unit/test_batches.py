@@ -89,3 +89,24 @@ def test_a_batch_id_used_before_is_refused_and_a_default_one_never_repeats() -> 
     again = plan_batch(log, [_file("a"), _file("b")], None, NOW)
     assert again is not None
     assert (again.batch_id, same_second.batch_id) == ("20260102T030405Z-2", "20260102T030405Z")
+
+
+def test_the_protection_bronze_holds_is_that_of_every_batch_but_the_failed_ones() -> None:
+    from lakeforge.ingest.batches import recorded_protection
+
+    def row(seq: int, status: str, privacy: str | None, minute: int) -> dict[str, object]:
+        return {
+            "batch_seq": seq,
+            "status": status,
+            "privacy": privacy,
+            "recorded_at": datetime(2026, 1, 1, 0, minute),
+        }
+
+    rows = [
+        row(2, PLANNED, "B", 3),
+        row(1, DONE, "A", 2),
+        row(1, PLANNED, "A", 1),
+        row(2, FAILED, "B", 4),  # failed before bronze committed: B never reached it
+        row(3, PLANNED, None, 5),  # a log written before fingerprints
+    ]
+    assert recorded_protection(rows) == ["A", "A", None]

@@ -36,6 +36,9 @@ LOG_SCHEMA = T.StructType(
         T.StructField("bronze_rows", T.LongType(), True),
         T.StructField("quarantined_rows", T.LongType(), True),
         T.StructField("recorded_at", T.TimestampType(), False),
+        # how the batch's rows were protected (Protector.fingerprint); null
+        # in a log written before lakeforge recorded it
+        T.StructField("privacy", T.StringType(), True),
     ]
 )
 
@@ -126,8 +129,10 @@ def log_rows_for(
     status: str,
     now: datetime,
     counts: Mapping[str, tuple[int, int]] | None = None,
+    privacy: str | None = None,
 ) -> list[tuple[object, ...]]:
-    """Rows of LOG_SCHEMA recording `batch` in `status`; counts per file when done."""
+    """Rows of LOG_SCHEMA recording `batch` in `status`; counts per file when
+    done; `privacy`: the protector's fingerprint."""
     counts = counts or {}
     out: list[tuple[object, ...]] = []
     for f in batch.files:
@@ -143,6 +148,7 @@ def log_rows_for(
                 bronze,
                 quarantined,
                 now,
+                privacy,
             )
         )
     return out
@@ -160,6 +166,9 @@ JDBC_LOG_SCHEMA = T.StructType(
         T.StructField("bronze_rows", T.LongType(), True),
         T.StructField("quarantined_rows", T.LongType(), True),
         T.StructField("recorded_at", T.TimestampType(), False),
+        # how the batch's rows were protected (Protector.fingerprint); null
+        # in a log written before lakeforge recorded it
+        T.StructField("privacy", T.StringType(), True),
     ]
 )
 
@@ -203,3 +212,14 @@ def last_high(log_rows: Iterable[Mapping[str, object]]) -> str | None:
 
 def next_seq(log_rows: Iterable[Mapping[str, object]]) -> int:
     return max((int(r["batch_seq"]) for r in log_rows), default=0) + 1  # type: ignore[call-overload]
+
+
+def recorded_protection(log_rows: Iterable[Mapping[str, object]]) -> list[str | None]:
+    """The privacy fingerprints of the batches that may have written bronze
+    (all but those recorded as failed, which fail before bronze commits),
+    oldest first."""
+    rows = list(log_rows)
+    failed = {r["batch_seq"] for r in rows if r["status"] == FAILED}
+    kept = [r for r in rows if r["batch_seq"] not in failed]
+    ordered = sorted(kept, key=lambda r: (int(str(r["batch_seq"])), str(r["recorded_at"])))
+    return [None if r.get("privacy") is None else str(r["privacy"]) for r in ordered]

@@ -41,7 +41,8 @@ which Spark applies to `explain()` and the plan's text.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -53,7 +54,7 @@ from pyspark.sql import types as T
 from lakeforge import secrets
 from lakeforge.config.privacy import Privacy, Protection
 from lakeforge.errors import ConfigError
-from lakeforge.privacy.keys import BLANKS, privacy_key
+from lakeforge.privacy.keys import BLANKS, key_check, privacy_key
 from lakeforge.sqltext import name, text
 
 # what a quarantine's raw text shows for a generalised field whose text does
@@ -210,6 +211,58 @@ class Protector:
                     f"time zone, and {_TIME_ZONE} is {zone}, not UTC: its protected form "
                     "would change with the zone (lakeforge's sessions set UTC)"
                 )
+
+    @property
+    def fingerprint(self) -> str:
+        """How this protector protects rows, as JSON recorded with every
+        ingested batch: the block's columns and the key's check value (never
+        the key). Equal fingerprints give equal forms of equal values."""
+        return json.dumps(
+            {
+                "columns": {c: p.model_dump(exclude_none=True) for c, p in self.columns.items()},
+                "key_check": key_check(self.key) if self.key is not None else None,
+            },
+            sort_keys=True,
+        )
+
+    def check_same_as(self, recorded: Sequence[str | None], dataset: str) -> None:
+        """Raise ConfigError when the latest of the fingerprints `recorded`
+        with bronze's earlier batches (None: a batch ingested before lakeforge
+        recorded them) differs from this one: rows protected another way, or
+        not at all, would mix forms in one table (a pseudonym under another
+        key joins nothing; a clear value would sit beside protected ones)."""
+        known = [r for r in recorded if r is not None]
+        if not known or known[-1] == self.fingerprint:
+            return
+        before, now = json.loads(known[-1]), json.loads(self.fingerprint)
+        remedy = (
+            "keep the block and key bronze was written with, or re-ingest everything into "
+            "a new lakehouse under the new ones (README: Personal data, rotation)"
+        )
+        if before["columns"] != now["columns"]:
+            if not before["columns"]:
+                raise ConfigError(
+                    f"dataset {dataset}: bronze's earlier batches were not protected (no "
+                    "privacy block): protecting new rows would leave the old ones in clear "
+                    f"beside them; {remedy}"
+                )
+            was, is_ = before["columns"], now["columns"]
+            what = [
+                f"{c} ({'added' if c not in was else 'removed' if c not in is_ else 'changed'})"
+                for c in sorted(set(was) | set(is_))
+                if was.get(c) != is_.get(c)
+            ]
+            raise ConfigError(
+                f"dataset {dataset}: bronze's earlier batches were protected by another "
+                f"privacy block (privacy.columns: {', '.join(what)}); rows protected "
+                f"differently would mix forms in one table; {remedy}"
+            )
+        variable = self.privacy.key_env or "privacy.key_env"
+        raise ConfigError(
+            f"dataset {dataset}: the key in {variable} is not the key bronze's earlier batches "
+            "were protected with (its check value differs): new pseudonyms would match none "
+            f"of the old; {remedy}"
+        )
 
     def _key(self) -> bytes:
         if self.key is None:

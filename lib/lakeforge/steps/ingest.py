@@ -110,16 +110,23 @@ def run(
     with timed(log, "ingest: list") as stats:
         found = files.identify(files.list_files(spark, location), tables.staging)
         stats.update(input=location, files=len(found))
-    batch = batches.plan_batch(_read_log(spark, tables), found, batch_id, now)
+    log_rows = _read_log(spark, tables)
+    batch = batches.plan_batch(log_rows, found, batch_id, now)
     if batch is None:
         log.info("ingest: nothing new (%d file(s) already ingested)", len(found))
         files.remove_extracts(found, tables.staging)
         return IngestResult(None, 0, len(found), 0, 0, 0, delta.version(spark, tables.bronze))
     if batch.resumed:
         log.warning("ingest: resuming unfinished batch %s (#%d)", batch.batch_id, batch.seq)
+    # rows protected otherwise than bronze's earlier ones are refused first
+    protector.check_same_as(batches.recorded_protection(log_rows), dataset.name)
     headers = _precheck(spark, cfg, batch)
     if not batch.resumed:
-        _append_log(spark, tables, batches.log_rows_for(batch, batches.PLANNED, now))
+        _append_log(
+            spark,
+            tables,
+            batches.log_rows_for(batch, batches.PLANNED, now, privacy=protector.fingerprint),
+        )
 
     with timed(log, f"ingest: batch {batch.batch_id}") as stats:
         counts = _write_batch(spark, cfg, tables, batch, now, headers, protector)
@@ -129,7 +136,13 @@ def run(
             bronze=counts.bronze_rows,
             quarantined=counts.quarantined_rows,
         )
-    _append_log(spark, tables, batches.log_rows_for(batch, batches.DONE, now, counts.per_file))
+    _append_log(
+        spark,
+        tables,
+        batches.log_rows_for(
+            batch, batches.DONE, now, counts.per_file, privacy=protector.fingerprint
+        ),
+    )
     files.remove_extracts(found, tables.staging)  # committed: no clear copy stays
     return IngestResult(
         batch_id=batch.batch_id,
@@ -157,6 +170,8 @@ def _run_jdbc(
     reader = jdbc.Reader(spark, src)
     columns = {c.name: c for c in cfg.dataset.source.columns}
     mark = columns.get(src.watermark) if src.watermark else None
+    # rows protected otherwise than bronze's earlier ones are refused first
+    protector.check_same_as(batches.recorded_protection(log_rows), cfg.dataset.name)
     window = batches.pending_window(log_rows)
     if window is not None:
         log.warning("ingest: resuming unfinished batch %s (#%d)", window.batch_id, window.seq)
@@ -175,10 +190,10 @@ def _run_jdbc(
             low,
             jdbc.text_of(high) if mark is not None else None,
         )
-        _append_jdbc_log(spark, tables, src, window, batches.PLANNED, now)
+        _append_jdbc_log(spark, tables, src, window, batches.PLANNED, now, protector)
 
     def failed() -> None:
-        _append_jdbc_log(spark, tables, src, window, batches.FAILED, now)
+        _append_jdbc_log(spark, tables, src, window, batches.FAILED, now, protector)
 
     with timed(log, f"ingest: batch {window.batch_id}") as stats:
         where = jdbc.window(src, window.low, window.high, mark)
@@ -229,7 +244,7 @@ def _run_jdbc(
             quarantined=counts.quarantined_rows,
         )
     done = (counts.bronze_rows, counts.quarantined_rows)
-    _append_jdbc_log(spark, tables, src, window, batches.DONE, now, done)
+    _append_jdbc_log(spark, tables, src, window, batches.DONE, now, protector, done)
     return IngestResult(
         batch_id=window.batch_id,
         files=0,
@@ -254,6 +269,7 @@ def _append_jdbc_log(
     window: batches.Window,
     status: str,
     now: datetime,
+    protector: Protector,
     counts: tuple[int, int] | None = None,
 ) -> None:
     bronze, quarantined = counts or (None, None)
@@ -267,9 +283,10 @@ def _append_jdbc_log(
         bronze,
         quarantined,
         now,
+        protector.fingerprint,
     )
     frame = spark.createDataFrame([row], schema=batches.JDBC_LOG_SCHEMA)
-    delta.append(frame, tables.jdbc_log)
+    delta.append(frame, tables.jdbc_log, merge_schema=True)  # an older log gains `privacy`
 
 
 def _precheck(
@@ -328,7 +345,11 @@ def _write_batch(
     protector: Protector,
 ) -> _Counts:
     def failed() -> None:
-        _append_log(spark, tables, batches.log_rows_for(batch, batches.FAILED, now))
+        _append_log(
+            spark,
+            tables,
+            batches.log_rows_for(batch, batches.FAILED, now, privacy=protector.fingerprint),
+        )
 
     rows = parse.read_rows(spark, cfg.dataset.source, batch.files, headers, protector)
     return _write_rows(
@@ -477,4 +498,6 @@ def _read_log(spark: SparkSession, tables: Tables) -> list[dict[str, object]]:
 
 
 def _append_log(spark: SparkSession, tables: Tables, rows: list[tuple[object, ...]]) -> None:
-    delta.append(spark.createDataFrame(rows, schema=batches.LOG_SCHEMA), tables.ingest_log)
+    # a log written before the `privacy` column gains it
+    frame = spark.createDataFrame(rows, schema=batches.LOG_SCHEMA)
+    delta.append(frame, tables.ingest_log, merge_schema=True)
