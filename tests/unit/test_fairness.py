@@ -570,3 +570,26 @@ def test_a_group_without_positives_has_no_tpr_and_is_named_in_the_breach(
     assert ("g", "equal_opportunity_difference") in audit.unmeasured
     (breach,) = breaches(audit, spec)
     assert breach.gap is None and "undefined for b" in str(breach)
+
+
+def test_a_group_column_with_more_values_than_max_groups_is_refused_by_name(
+    spark: SparkSession,
+) -> None:
+    from lakeforge.errors import ConfigError
+    from lakeforge.fairness import check_group_counts
+
+    rows = spark.createDataFrame(
+        [(f"{i:05d}", "F" if i % 2 else "M") for i in range(40)] + [(None, None)],
+        "postcode string, sex string",
+    )
+    spec = Fairness(groups=["sex", "postcode"], max_groups=12)
+    with pytest.raises(ConfigError) as refused:
+        check_group_counts(rows, spec)
+    message = str(refused.value)
+    # 40 postcodes + null; the intersection as many; sex (F, M, null) is fine
+    assert "postcode has 41 distinct" in message and "max_groups 12" in message
+    assert "sex & postcode has 41" in message
+    assert "sex has" not in message
+    check_group_counts(rows, Fairness(groups=["sex"], max_groups=3))  # null is the third
+    with pytest.raises(ConfigError, match="sex has 3 distinct"):
+        check_group_counts(rows, Fairness(groups=["sex"], max_groups=2))

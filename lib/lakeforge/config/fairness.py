@@ -71,6 +71,9 @@ class Fairness(Model):
     metrics: list[str] | None = None
     # a group (or combination) with fewer test rows is reported as too small, not measured
     min_rows: Annotated[int, Field(ge=1)] = 30
+    # the most distinct values a grouping may have in the labelled rows
+    # (more is refused before the search: a postcode is not a group)
+    max_groups: Annotated[int, Field(ge=2)] = 100
     # summary name -> the largest gap the champion may have (e.g. equalized_odds_difference: 0.1)
     max_gap: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     # the smallest demographic parity ratio the champion may have (0.8: the four-fifths rule)

@@ -12,7 +12,7 @@ tests hold these numbers against.
 """
 
 from lakeforge.fairness.gate import Breach, breaches
-from lakeforge.fairness.measure import NULL_GROUP, expected_rows, measure
+from lakeforge.fairness.measure import NULL_GROUP, check_group_counts, expected_rows, measure
 from lakeforge.fairness.summary import Audit, Cell, Gap, Worst, summarise
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Gap",
     "Worst",
     "breaches",
+    "check_group_counts",
     "expected_rows",
     "measure",
     "summarise",

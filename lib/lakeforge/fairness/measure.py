@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeforge.config.fairness import Fairness
+from lakeforge.errors import ConfigError
 from lakeforge.fairness.summary import CLASS, JOIN, Audit, Cell, summarise
 
 NULL_GROUP = "(null)"  # the group of rows whose group column is null
@@ -59,6 +60,36 @@ def display(values: Sequence[str]) -> str:
     if len(values) == 1:
         return values[0]
     return JOIN.join(f'"{v}"' if JOIN in v or '"' in v else v for v in values)
+
+
+def check_group_counts(rows: DataFrame, spec: Fairness) -> None:
+    """Raise ConfigError naming each grouping (on columns `rows` holds) with
+    more distinct values than `spec.max_groups`, null counted as a value: a
+    column like a postcode gives thousands of groups, each too small to
+    measure, a table and plots no one can read, and a gap that is noise.
+    One aggregation; run before the search, so a mistake costs no fits."""
+    present = [
+        g for g in groupings(spec.groups, spec.intersections) if all(c in rows.columns for c in g)
+    ]
+    if not present:
+        return
+    # a struct is never null, so a null value counts as a group of its own
+    counts = rows.agg(
+        *[F.countDistinct(F.struct(*g)).alias(f"g{i}") for i, g in enumerate(present)]
+    ).first()
+    assert counts is not None
+    over = [
+        f"{JOIN.join(g)} has {counts[f'g{i}']:,}"
+        for i, g in enumerate(present)
+        if counts[f"g{i}"] > spec.max_groups
+    ]
+    if over:
+        raise ConfigError(
+            f"train.fairness.groups: {'; '.join(over)} distinct values in the labelled rows, "
+            f"more than max_groups {spec.max_groups}: group by a coarser column (a band or "
+            "region derived in features.derive), set intersections: false, or raise "
+            "max_groups"
+        )
 
 
 def expected_rows(test_rows: DataFrame, spec: Fairness, label: str) -> dict[tuple[str, str], int]:

@@ -147,7 +147,17 @@ def _generalise(value_sql: str, p: Protection, data_type: T.DataType) -> str:
                 f"CASE WHEN isnan({value_sql}) OR abs({ratio}) >= 9.0E15 THEN {value_sql} "
                 f"ELSE CAST(CAST(floor({ratio}) AS DOUBLE) * {band} AS {kind}) END"
             )
-        lower = f"({value_sql} - pmod({value_sql}, {_decimal_literal(p.band)}))"
+        band = _decimal_literal(p.band)
+        # not pmod: its result type holds no more digits than the value's, so
+        # a band wider than the column overflowed (an error under ANSI); the
+        # remainder `%` is never larger than the value, and the one step down
+        # for a negative value may overflow only into null (try_subtract)
+        rest = f"({value_sql} % {band})"
+        toward_zero = f"({value_sql} - {rest})"
+        lower = (
+            f"(CASE WHEN {rest} < 0 THEN try_subtract({toward_zero}, {band}) "
+            f"ELSE {toward_zero} END)"
+        )
         if isinstance(data_type, _INTEGRAL):
             lower = f"floor({lower})"
         return f"try_cast({lower} AS {kind})"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,10 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from lakeforge.config.cleaning import CleanSteps
 from lakeforge.config.privacy import Privacy, Protection
 from lakeforge.errors import ConfigError
 from lakeforge.privacy.keys import MIN_KEY_BYTES, key_check, normalised, pseudonym
 
+# the one form a date is sent in (Python's fromisoformat alone also takes
+# 20240131 and 2024-W05-3, which Spark reads otherwise)
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # the bounds of Spark's integral types, by the config's type names
 _INTEGRAL = {"byte": 2**7, "short": 2**15, "int": 2**31, "long": 2**63}
 _FLOATING = ("float", "double")
@@ -46,9 +51,13 @@ class InvalidValue(ValueError):
         self.problem = problem
 
 
-def unsupported(column: str, protection: Protection, source_type: str) -> str | None:
+def unsupported(
+    column: str, protection: Protection, source_type: str, parsed: bool = False
+) -> str | None:
     """Why a record's value of `column` cannot be protected outside Spark
-    exactly as in bronze; None when it can."""
+    exactly as silver holds it; None when it can."""
+    if parsed:
+        return f"privacy: {column} is protected and then parsed by clean: not reproduced online"
     as_text = protection.action in ("pseudonymise", "mask")
     if as_text and (source_type in _FLOATING or source_type == "timestamp"):
         return (
@@ -61,6 +70,31 @@ def unsupported(column: str, protection: Protection, source_type: str) -> str | 
 
 
 @dataclass(frozen=True)
+class TextSteps:
+    """Clean's steps on one text column, in clean's order (clean/transform.py
+    `normalise`): trim (Spark's trim removes spaces only; blank → null),
+    upper, lower, replace (a whole value for another)."""
+
+    trim: bool = False
+    upper: bool = False
+    lower: bool = False
+    replace: dict[str, str] | None = None
+
+    def __call__(self, text: str) -> str | None:
+        if self.trim:
+            text = text.strip(" ")
+            if not text:
+                return None
+        if self.upper:
+            text = text.upper()
+        if self.lower:
+            text = text.lower()
+        if self.replace:
+            text = self.replace.get(text, text)
+        return text
+
+
+@dataclass(frozen=True)
 class RecordProtector:
     """The protections of a model's inputs, with the key when one is
     pseudonymised. `columns` maps an input to (its protection, its source
@@ -68,19 +102,27 @@ class RecordProtector:
 
     columns: Mapping[str, tuple[Protection, str]]
     key: bytes | None = field(default=None, repr=False)
+    # clean's text steps on an input whose protected form is text (a prefix
+    # keeps spaces that clean trims): the model reads silver, not bronze
+    texts: Mapping[str, TextSteps] = field(default_factory=dict)
 
     @classmethod
-    def from_recorded(cls, recorded: Mapping[str, Any]) -> RecordProtector | None:
+    def from_recorded(cls, recorded: Mapping[str, Any] | None) -> RecordProtector | None:
         """The protector for what train recorded (`describe`), with the key
         read from the recorded variable. None when no input is protected.
         Raises ConfigError when the key is unset, short, or not the one
         bronze was protected with (its check value differs)."""
+        specs = (recorded or {}).get("columns") or {}
         columns = {
             name: (Protection(**spec["protection"]), str(spec["type"]))
-            for name, spec in (recorded.get("columns") or {}).items()
+            for name, spec in specs.items()
         }
         if not columns:
             return None
+        assert recorded is not None
+        texts = {
+            name: TextSteps(**spec["clean"]) for name, spec in specs.items() if spec.get("clean")
+        }
         key = None
         if any(p.action == "pseudonymise" for p, _ in columns.values()):
             variable = str(recorded.get("key_env"))
@@ -98,7 +140,7 @@ class RecordProtector:
                     "match nothing the model learnt"
                 )
             key = value
-        return cls(columns, key)
+        return cls(columns, key, texts)
 
     def protect(self, records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Each record with its protected fields in their bronze form (other
@@ -121,7 +163,13 @@ class RecordProtector:
         return out
 
     def value(self, column: str, protection: Protection, source_type: str, value: Any) -> Any:
-        """`value` (of source type `source_type`) as bronze holds it."""
+        """`value` (of source type `source_type`) as silver holds it: protected
+        as in bronze, then clean's text steps."""
+        protected = self._bronze(column, protection, source_type, value)
+        steps = self.texts.get(column)
+        return protected if steps is None or not isinstance(protected, str) else steps(protected)
+
+    def _bronze(self, column: str, protection: Protection, source_type: str, value: Any) -> Any:
         typed = _typed(column, source_type, value)
         if typed is None:
             return None
@@ -140,26 +188,40 @@ class RecordProtector:
 
 
 def describe(
-    privacy: Privacy | None, types: Mapping[str, str], inputs: list[str], key: bytes | None
+    privacy: Privacy | None,
+    types: Mapping[str, str],
+    inputs: list[str],
+    key_check_value: str | None,
+    clean: CleanSteps | None = None,
 ) -> dict[str, Any]:
-    """What the online scorer needs to protect `inputs` as ingest did: per
-    protected input its protection and source type, the key's variable and
-    its check value (never the key). Empty when no input is protected."""
-    if privacy is None:
-        return {}
-    columns = {
-        name: {
-            "protection": privacy.columns[name].model_dump(exclude_none=True),
+    """What the online scorer needs to protect `inputs` as ingest did and
+    clean went on: per protected input its protection, source type and (for
+    a text form) clean's text steps; the key's variable and check value
+    (never the key). `columns` is empty when no input is protected."""
+    clean = clean or CleanSteps()
+    columns: dict[str, Any] = {}
+    for name in inputs:
+        protection = privacy.columns.get(name) if privacy is not None else None
+        if protection is None or name not in types:
+            continue
+        spec: dict[str, Any] = {
+            "protection": protection.model_dump(exclude_none=True),
             "type": types[name],
         }
-        for name in inputs
-        if name in privacy.columns and name in types
-    }
-    if not columns:
-        return {}
+        as_text = protection.action in ("pseudonymise", "mask") or protection.prefix is not None
+        if as_text:
+            spec["clean"] = {
+                "trim": clean.trim,
+                "upper": name in clean.upper,
+                "lower": name in clean.lower,
+                "replace": clean.replace.get(name),
+            }
+        if name in clean.parse:
+            spec["parsed"] = True
+        columns[name] = spec
     return {
-        "key_env": privacy.key_env,
-        "key_check": key_check(key) if key is not None else None,
+        "key_env": privacy.key_env if privacy is not None else None,
+        "key_check": key_check_value if columns else None,
         "columns": columns,
     }
 
@@ -172,13 +234,17 @@ def _missing(value: Any) -> bool:
 
 def _typed(column: str, source_type: str, value: Any) -> Any:
     """`value` as the source column would hold it (None for a missing one)."""
-    if _missing(value):
-        return None
     if isinstance(value, np.generic):
         value = value.item()
+    if _missing(value):
+        return None
     if source_type == "string":
         if not isinstance(value, str):
             raise InvalidValue(column, f"expected a string, got {type(value).__name__}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no file could hold it
+            raise InvalidValue(column, "not valid Unicode text") from None
         return value
     if source_type == "boolean":
         if not isinstance(value, bool):
@@ -190,13 +256,19 @@ def _typed(column: str, source_type: str, value: Any) -> Any:
         if isinstance(value, date):
             return value
         try:
-            return date.fromisoformat(str(value))
+            if not isinstance(value, str) or not ISO_DATE.match(value):
+                raise ValueError(value)
+            return date.fromisoformat(value)
         except ValueError:
             raise InvalidValue(column, "expected a date 'YYYY-MM-DD'") from None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise InvalidValue(column, f"expected a number, got {type(value).__name__}")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise InvalidValue(column, "expected a finite number")
     if source_type in _INTEGRAL:
-        if isinstance(value, float) and not value.is_integer():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidValue(column, "expected an integer")
+        if isinstance(value, float | Decimal) and value != int(value):
             raise InvalidValue(column, "expected an integer")
         whole = int(value)
         bound = _INTEGRAL[source_type]
@@ -204,10 +276,14 @@ def _typed(column: str, source_type: str, value: Any) -> Any:
             raise InvalidValue(column, f"out of range for {source_type}")
         return whole
     if source_type in _FLOATING:
-        number = float(value)
-        if math.isinf(number):
-            raise InvalidValue(column, "out of range")
-        return float(np.float32(number)) if source_type == "float" else number
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past a double's range
+            raise InvalidValue(column, "out of range") from None
+        stored = float(np.float32(number)) if source_type == "float" else number
+        if math.isinf(stored):
+            raise InvalidValue(column, f"out of range for {source_type}")
+        return stored
     precision, scale = _decimal_shape(source_type)
     try:
         with localcontext() as context:
@@ -218,7 +294,12 @@ def _typed(column: str, source_type: str, value: Any) -> Any:
         raise InvalidValue(column, f"out of range for {source_type}") from None
     if len(held.as_tuple().digits) > precision and held != 0:
         raise InvalidValue(column, f"out of range for {source_type}")
-    return held
+    return _no_negative_zero(held)
+
+
+def _no_negative_zero(number: Decimal) -> Decimal:
+    """Spark's decimals have no -0 (-0.001 as a decimal(10,2) is 0.00)."""
+    return number.copy_abs() if number.is_zero() else number
 
 
 def _decimal_shape(source_type: str) -> tuple[int, int]:
@@ -274,4 +355,4 @@ def _generalise(value: Any, p: Protection, source_type: str) -> Any:
         held = lower.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
         if len(held.as_tuple().digits) > precision and held != 0:
             return None
-        return held
+        return _no_negative_zero(held)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeforge.config.cleaning import CleanSteps
 from lakeforge.config.privacy import Privacy, Protection
 from lakeforge.privacy import records
 from lakeforge.serving import ensembles, stages
@@ -37,6 +39,8 @@ from lakeforge.serving.signature import Input, Signature, feeds
 # |onnx - spark| / max(|spark|, 1) (regression)
 TOLERANCE = 1e-5
 PREDICTION = "prediction"
+# the names an expression may read (a function name too: erring towards refusal)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PROBABILITY = "probability"
 
 
@@ -270,29 +274,55 @@ def export(
 
 
 def with_privacy(
-    online: Export, privacy: Privacy | None, types: dict[str, str], key: bytes | None
+    online: Export,
+    privacy: Privacy | None,
+    types: dict[str, str],
+    bronze: str | None,
+    clean: CleanSteps,
 ) -> Export:
-    """`online` with what the server needs to protect a request's personal
-    inputs as ingest protected bronze's (privacy/records.py): their
-    protections and source `types`, the key's variable and check value. A
-    protection Python cannot reproduce exactly, or a pseudonymised input
-    with no `key` to check the server's against, leaves the model batch-only,
-    and the reason says which input."""
+    """`online` with what the server needs to give a request's personal
+    inputs the form silver holds (privacy/records.py): their protections as
+    `bronze` records them (the fingerprint ingest logged with its latest
+    batch; None: no batch logged one, and the dataset's `privacy` block is
+    taken), source `types`, clean's text steps, the key's variable and check
+    value. A protection Python cannot reproduce exactly, or a pseudonymised
+    input with no recorded key check, leaves the model batch-only, and the
+    reason says which input."""
     if online.signature is None:
         return online
-    recorded = records.describe(privacy, types, online.signature.names(), key)
-    if not recorded:
-        return online
+    key_env = privacy.key_env if privacy is not None else None
+    key_check = None
+    if bronze is not None:
+        logged = json.loads(bronze)
+        key_check = logged.get("key_check")
+        privacy = Privacy.model_construct(
+            key_env=key_env,
+            columns={c: Protection(**p) for c, p in (logged.get("columns") or {}).items()},
+        )
+    recorded = records.describe(privacy, types, online.signature.names(), key_check, clean)
     reasons: list[str] = []
     for name, spec in recorded["columns"].items():
         protection = Protection(**spec["protection"])
-        problem = records.unsupported(name, protection, spec["type"])
+        problem = records.unsupported(
+            name, protection, spec["type"], parsed=bool(spec.get("parsed"))
+        )
         if problem is not None:
             reasons.append(problem)
-        elif protection.action == "pseudonymise" and key is None:
+        elif protection.action == "pseudonymise" and key_check is None:
             reasons.append(
-                f"privacy: {name} is pseudonymised and {recorded['key_env']} was not set at "
-                "training: the key a server uses could not be checked against bronze's"
+                f"privacy: {name} is pseudonymised and the ingest log records no check value "
+                "of the key (bronze was ingested before lakeforge recorded it): a server's "
+                "key could not be checked against bronze's"
+            )
+    protected = set(privacy.columns) if privacy is not None else set()
+    for name in online.signature.names():
+        # a silver column clean derived from a protected one: the client would
+        # compute it from the clear value, which the server cannot see
+        read = set(_IDENTIFIER.findall(clean.derive.get(name, ""))) & protected
+        if read:
+            reasons.append(
+                f"privacy: input {name} is derived by clean from protected "
+                f"{', '.join(sorted(read))}: a request's value could not be protected"
             )
     signature = replace(online.signature, privacy=recorded)
     reason = online.reason or ("; ".join(reasons) if reasons else None)

@@ -68,7 +68,7 @@ def pyfunc_signature(signature: Signature) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    protected = signature.privacy.get("columns") or {}
+    protected = (signature.privacy or {}).get("columns") or {}
 
     def sent_as(name: str, kind: str) -> str:
         if name not in protected:

@@ -86,12 +86,29 @@ def _number(value: Any) -> float | None:
     return None if np.isnan(number) else number  # JSON has no NaN
 
 
-def load(tracking_uri: str, name: str, alias: str, unless: str | None = None) -> Loaded | None:
+def unprotected_inputs(signature: Signature, protected: frozenset[str]) -> list[str]:
+    """The inputs among `protected` that `signature` does not say how to
+    protect: all of them it reads when it predates recorded protections."""
+    if signature.privacy is not None:
+        return []
+    return sorted(protected & set(signature.names()))
+
+
+def load(
+    tracking_uri: str,
+    name: str,
+    alias: str,
+    unless: str | None = None,
+    *,
+    protected: frozenset[str] = frozenset(),
+) -> Loaded | None:
     """The servable version `alias` points at, loaded from its training run;
     None when that is version `unless` (the one already in service).
 
     Raises InputNotFound (no such model or alias) or NotServable (the version
-    has no checked ONNX form; the reason train recorded is in the message).
+    has no checked ONNX form, the reason train recorded in the message; or
+    it reads one of the `protected` columns (the dataset's privacy block) and
+    was trained before lakeforge recorded how to protect a request).
     """
     client = MlflowClient(tracking_uri)
     try:
@@ -129,6 +146,13 @@ def load(tracking_uri: str, name: str, alias: str, unless: str | None = None) ->
             f"cannot be loaded: {first}"
         ) from None
     outputs = tuple(o.name for o in session.get_outputs())
+    exposed = unprotected_inputs(signature, protected)
+    if exposed:
+        raise NotServable(
+            f"{name} v{version.version} ({alias}) was trained before lakeforge recorded how "
+            f"its inputs are protected: a server would score and log {', '.join(exposed)} "
+            "as sent; retrain to serve it"
+        )
     # the key is checked against the one training's data was protected with:
     # ConfigError (unset, or another key) stops a start, and keeps the
     # current version in service on a reload

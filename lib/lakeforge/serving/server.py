@@ -162,6 +162,7 @@ def create_app(scorer: Scorer, online_log: OnlineLog | None, *, max_batch: int =
                         "categories": i.categories,
                         # sent in clear; protected before scoring and logging
                         "protection": signature.protection(i.name),
+                        "sent_as": signature.source_type(i.name),
                     }
                     for i in signature.inputs
                 ],

@@ -18,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from lakeforge.privacy.records import ISO_DATE
+
 # A null string input: no label a StringIndexer learnt can be this
 # (serving/stages.py maps it to the index of an unseen value).
 NULL_STRING = "\x00null"
 _EPOCH = date(1970, 1, 1)
+
 KINDS = ("number", "int", "string", "date")
 
 
@@ -52,8 +55,9 @@ class Signature:
     rows_checked: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     # how ingest protected the inputs that hold personal data, for the server
-    # to protect a request the same way (privacy/records.py `describe`)
-    privacy: dict[str, Any] = field(default_factory=dict)
+    # to protect a request the same way (privacy/records.py `describe`);
+    # None: trained before lakeforge recorded it
+    privacy: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, allow_nan=True)
@@ -70,10 +74,15 @@ class Signature:
     def names(self) -> list[str]:
         return [i.name for i in self.inputs]
 
+    def source_type(self, name: str) -> str | None:
+        """The source column type a protected input is sent as (in clear), or None."""
+        spec = ((self.privacy or {}).get("columns") or {}).get(name)
+        return None if spec is None else str(spec["type"])
+
     def protection(self, name: str) -> str | None:
         """The privacy action applied to input `name` (sent in clear, stored
         protected), or None."""
-        spec = (self.privacy.get("columns") or {}).get(name)
+        spec = ((self.privacy or {}).get("columns") or {}).get(name)
         return None if spec is None else str(spec["protection"]["action"])
 
 
@@ -139,6 +148,10 @@ def _strings(spec: Input, values: Sequence[Any]) -> np.ndarray:
             raise InvalidRecord(
                 spec.name, f"expected a string, got {type(value).__name__} {value!r}"
             )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the inference log could not hold it
+            raise InvalidRecord(spec.name, "not valid Unicode text") from None
         if spec.categories is not None and value not in spec.categories:
             raise InvalidRecord(
                 spec.name, f"unseen category {value!r}, and the model refuses unseen categories"
@@ -155,6 +168,8 @@ def _days(name: str, value: Any) -> float:
         value = value.date()
     if isinstance(value, str):
         try:
+            if not ISO_DATE.match(value):
+                raise ValueError(value)
             value = date.fromisoformat(value)
         except ValueError:
             raise InvalidRecord(name, f"expected a date 'YYYY-MM-DD', got {value!r}") from None

@@ -41,7 +41,14 @@ def run(cfg: JobConfig, options: ServeOptions) -> None:
     if ds.train is None:
         raise ConfigError(f"{ds.name}: no `train` section: no model to serve")
     name = ds.train.registry.model_name or ds.name
-    loader = functools.partial(scorer.load, cfg.settings.mlflow.tracking_uri, name, options.alias)
+    protected = frozenset(ds.privacy.columns) if ds.privacy is not None else frozenset()
+    loader = functools.partial(
+        scorer.load,
+        cfg.settings.mlflow.tracking_uri,
+        name,
+        options.alias,
+        protected=protected,
+    )
     current = scorer.Scorer.start(loader, options.reload_seconds)
     online_log = (
         OnlineLog(tables_for(cfg.settings, ds.name).online_predictions)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,11 +34,11 @@ from lakeforge.evaluation.metrics import evaluate, metric
 from lakeforge.evaluation.threshold import ThresholdChoice, choose_threshold, score_column
 from lakeforge.fairness.plots import figures as fairness_figures
 from lakeforge.features.stages import build_stages
+from lakeforge.ingest import batches
 from lakeforge.logs import timed
 from lakeforge.models.threshold import DecisionThreshold
 from lakeforge.models.weights import WEIGHT, balanced_weights, class_counts, with_weights
 from lakeforge.monitoring import profile
-from lakeforge.privacy.keys import privacy_key
 from lakeforge.quality import learnable
 from lakeforge.serving import export
 from lakeforge.spark import cores
@@ -173,6 +172,8 @@ def _train(
     )
     if split_counts[TRAIN] == 0 or split_counts[TEST] == 0:
         raise InputNotFound(f"{ds.name}: no rows to train or test on ({split_counts})")
+    if spec.fairness is not None:
+        fairness.check_group_counts(data, spec.fairness)
     train = data.where(F.col(SPLIT) == TRAIN)
     counts_by_class = class_counts(train, spec.label) if spec.task != "regression" else {}
     # what these rows cannot teach is said now, before any fit
@@ -286,12 +287,7 @@ def _train(
                 figures = plots.figures(scored, spec.task, spec.label, weights, columns)
                 audit = _fairness(scored, spec, expected, split_counts[TEST])
                 online = _export_online(model, scored, spec, n_classes, split_counts[TEST])
-                online = export.with_privacy(
-                    online,
-                    ds.privacy,
-                    {c.name: c.type for c in ds.source.columns},
-                    _privacy_key_if_set(ds),
-                )
+                online = _with_privacy(spark, online, ds, tables)
             finally:
                 scored.unpersist()
             stats.update(**{k: round(v, 4) for k, v in test_metrics.items()})
@@ -444,13 +440,34 @@ def _fairness(
     return audit
 
 
-def _privacy_key_if_set(ds: DatasetConfig) -> bytes | None:
-    """The pseudonymisation key when its variable is set: train reads no
-    personal value, but records the key's check value so a server can tell
-    it holds the key bronze was protected with."""
-    if ds.privacy is None or ds.privacy.key_env is None or not os.environ.get(ds.privacy.key_env):
-        return None
-    return privacy_key(ds.privacy, ds.name)
+def _with_privacy(
+    spark: SparkSession, online: export.Export, ds: DatasetConfig, tables: Tables
+) -> export.Export:
+    """`online` with how its personal inputs were protected, as the ingest log
+    records it for bronze's latest batch (not the config of today, nor the
+    key in this environment: train reads no personal value and needs no
+    key); a model that then cannot be served says why."""
+    log_path = tables.jdbc_log if ds.source.jdbc is not None else tables.ingest_log
+    logged: list[str | None] = []
+    if delta.is_table(spark, log_path):
+        logged = batches.recorded_protection(
+            [r.asDict() for r in delta.read(spark, log_path).collect()]
+        )
+    bronze = logged[-1] if logged else None
+    if bronze is not None and ds.privacy is not None:
+        configured = {c: p.model_dump(exclude_none=True) for c, p in ds.privacy.columns.items()}
+        if json.loads(bronze).get("columns") != configured:
+            log.warning(
+                "train: the privacy block differs from the one bronze was protected with; "
+                "the online model protects requests as bronze was protected"
+            )
+    servable = online.servable
+    online = export.with_privacy(
+        online, ds.privacy, {c.name: c.type for c in ds.source.columns}, bronze, ds.clean
+    )
+    if servable and online.reason is not None:
+        log.warning("online: %s; the model is registered for batch scoring only", online.reason)
+    return online
 
 
 def _export_online(
