@@ -204,7 +204,7 @@ def test_train_records_bronze_protections_and_names_what_cannot_be_served() -> N
         )
 
     types = {"age": "int", "score": "double", "id": "long", "name": "string"}
-    bronze = Protector(block(5), KEY).fingerprint  # what the ingest log holds
+    bronze = Protector(block(5), KEY, types).fingerprint  # what the ingest log holds
     served = with_privacy(online, block(5), types, bronze, CleanSteps())
     assert served.servable, served.reason
     assert served.signature is not None and served.signature.privacy is not None
@@ -221,13 +221,16 @@ def test_train_records_bronze_protections_and_names_what_cannot_be_served() -> N
     assert edited.signature is not None and edited.signature.privacy is not None
     assert edited.signature.privacy["columns"]["age"]["protection"]["band"] == 5
 
+    # the id's type changed in the config since: bronze's pseudonyms are of its old text
+    retyped = with_privacy(online, block(5), {**types, "id": "string"}, bronze, CleanSteps())
+    assert retyped.signature is not None and retyped.signature.source_type("id") == "long"
     # no fingerprint in the ingest log: the server's key could not be checked
     unchecked = with_privacy(online, block(5), types, None, CleanSteps())
     assert not unchecked.servable and "id is pseudonymised" in str(unchecked.reason)
     # a double pseudonymised: its text is Java's
     doubled = block(5, score={"action": "pseudonymise"})
     refused = with_privacy(
-        online, doubled, types, Protector(doubled, KEY).fingerprint, CleanSteps()
+        online, doubled, types, Protector(doubled, KEY, types).fingerprint, CleanSteps()
     )
     assert not refused.servable and "score (double)" in str(refused.reason)
     # protected, then parsed by clean: not reproduced
@@ -350,3 +353,37 @@ def test_values_no_source_column_could_hold_are_refused_by_field() -> None:
     for odd in ("20240131", "2024-W05-3", "2024-1-5", 20240131):
         with pytest.raises(InvalidValue, match="YYYY-MM-DD"):
             day.protect([{"v": odd}])
+
+
+def test_bronze_is_held_to_the_block_types_and_key_it_was_protected_with(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from lakeforge.privacy.protect import Protector
+
+    other = b"another-key-of-enough-bytes-0000"
+    masked = Privacy.model_validate(
+        {"key_env": "K_ENV", "columns": {"card": {"action": "mask", "keep_last": 4}}}
+    )
+    first = Protector(masked, KEY, {"card": "string"})
+    # nothing pseudonymised: the key makes no difference to any stored form
+    assert Protector(masked, other, {"card": "string"}).fingerprint == first.fingerprint
+    Protector(masked, other, {"card": "string"}).check_same_as([first.fingerprint], "d")
+
+    ids = Privacy.model_validate(
+        {"key_env": "K_ENV", "columns": {"id": {"action": "pseudonymise"}}}
+    )
+    bronze = Protector(ids, KEY, {"id": "int"}).fingerprint
+    # the same block over another type: "007" as an int was hashed as "7"
+    with pytest.raises(ConfigError, match=r"id \(changed\)"):
+        Protector(ids, KEY, {"id": "string"}).check_same_as([bronze], "d")
+    with pytest.raises(ConfigError, match="the key in K_ENV is not the key"):
+        Protector(ids, other, {"id": "int"}).check_same_as([bronze], "d")
+    with pytest.raises(ConfigError, match="were not protected"):
+        Protector(ids, KEY, {"id": "int"}).check_same_as(
+            [Protector(Privacy(), None).fingerprint], "d"
+        )
+    # held to the latest batch that recorded one; a log from before records none
+    Protector(ids, KEY, {"id": "int"}).check_same_as([bronze, None], "d")
+    with caplog.at_level("WARNING"):
+        Protector(ids, other, {"id": "int"}).check_same_as([None, None], "d")
+    assert "carry no record of how they were protected" in caplog.text

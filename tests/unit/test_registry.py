@@ -61,3 +61,44 @@ def test_a_measured_win_moves_the_champion(tmp_path: Path) -> None:
     client = _client_with_champion(tmp_path)
     assert _gate(client, 0.7).promoted
     assert str(client.get_model_version_by_alias("m", registry.CHAMPION).version) == "2"
+
+
+def _audited(client: MlflowClient, value: float, audit: object) -> registry.GateDecision:
+    def audit_champion(version: str) -> list[str]:
+        if isinstance(audit, Exception):
+            raise audit
+        return list(audit)  # type: ignore[call-overload]
+
+    return registry.gate(
+        client,
+        "m",
+        "2",
+        metric="roc_auc",
+        value=value,
+        smaller_is_better=False,
+        margin=0.0,
+        score_champion=lambda v: 0.9,  # the champion scores better
+        audit_champion=audit_champion,
+    )
+
+
+def test_a_champion_is_held_to_todays_fairness_limits(tmp_path: Path) -> None:
+    breach = "demographic_parity_difference on sex is 0.30 ..., 0.10 above max_gap 0.2"
+    # it meets them: its better metric keeps it
+    client = _client_with_champion(tmp_path / "meets")
+    decision = _audited(client, 0.8, [])
+    assert not decision.promoted and "breaches" not in decision.reason
+    # it breaches them: the challenger that meets them replaces it
+    client = _client_with_champion(tmp_path / "breaches")
+    decision = _audited(client, 0.8, [breach])
+    assert decision.promoted and breach in decision.reason
+    assert str(client.get_model_version_by_alias("m", registry.CHAMPION).version) == "2"
+    # it cannot be measured on today's groups: kept, and the reason says so
+    client = _client_with_champion(tmp_path / "unmeasured")
+    decision = _audited(client, 0.8, registry.CannotScore("column band does not exist"))
+    assert not decision.promoted and "could not be audited" in decision.reason
+    assert "column band does not exist" in decision.reason
+    # a challenger whose metric is undefined does not replace it
+    client = _client_with_champion(tmp_path / "nan")
+    decision = _audited(client, float("nan"), [breach])
+    assert not decision.promoted and "is undefined: kept" in decision.reason

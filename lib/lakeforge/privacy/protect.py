@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -56,6 +57,8 @@ from lakeforge.config.privacy import Privacy, Protection
 from lakeforge.errors import ConfigError
 from lakeforge.privacy.keys import BLANKS, key_check, privacy_key
 from lakeforge.sqltext import name, text
+
+log = logging.getLogger(__name__)
 
 # what a quarantine's raw text shows for a generalised field whose text does
 # not cast (the band or month of "thirty-seven" cannot be told)
@@ -179,9 +182,14 @@ class Protector:
 
     privacy: Privacy
     key: bytes | None = field(default=None, repr=False)
+    # the source column types (config names): a pseudonym or mask is of the
+    # value's text, which the type decides ("007" as an int is "7")
+    source_types: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, privacy: Privacy, dataset: str) -> Protector:
+    def load(
+        cls, privacy: Privacy, dataset: str, source_types: Mapping[str, str] | None = None
+    ) -> Protector:
         """The block with its key read from `privacy.key_env` (ConfigError
         naming the variable when it is unset or short), the key registered
         with the log scrubber in every form the plan holds it."""
@@ -193,7 +201,7 @@ class Protector:
                 for form in (block, block.upper(), "0x" + block.upper()):
                     secrets.register(form, force=True)
             _redact_blocks(SparkSession.getActiveSession())
-        return cls(privacy, key)
+        return cls(privacy, key, dict(source_types or {}))
 
     @property
     def active(self) -> bool:
@@ -225,12 +233,22 @@ class Protector:
     @property
     def fingerprint(self) -> str:
         """How this protector protects rows, as JSON recorded with every
-        ingested batch: the block's columns and the key's check value (never
-        the key). Equal fingerprints give equal forms of equal values."""
+        ingested batch: each protected column's protection and source type,
+        and the key's check value (never the key) when a column is
+        pseudonymised. Equal fingerprints give equal forms of equal values."""
+        pseudonymised = any(p.action == "pseudonymise" for p in self.columns.values())
         return json.dumps(
             {
-                "columns": {c: p.model_dump(exclude_none=True) for c, p in self.columns.items()},
-                "key_check": key_check(self.key) if self.key is not None else None,
+                "columns": {
+                    c: {
+                        "protection": p.model_dump(exclude_none=True),
+                        "type": self.source_types.get(c),
+                    }
+                    for c, p in self.columns.items()
+                },
+                "key_check": (
+                    key_check(self.key) if self.key is not None and pseudonymised else None
+                ),
             },
             sort_keys=True,
         )
@@ -242,6 +260,13 @@ class Protector:
         not at all, would mix forms in one table (a pseudonym under another
         key joins nothing; a clear value would sit beside protected ones)."""
         known = [r for r in recorded if r is not None]
+        if not known and recorded:
+            log.warning(
+                "ingest: %s: bronze's earlier batches carry no record of how they were "
+                "protected (ingested before lakeforge recorded it); this batch's is recorded "
+                "and later batches are held to it",
+                dataset,
+            )
         if not known or known[-1] == self.fingerprint:
             return
         before, now = json.loads(known[-1]), json.loads(self.fingerprint)

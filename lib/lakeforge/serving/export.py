@@ -295,10 +295,13 @@ def with_privacy(
     if bronze is not None:
         logged = json.loads(bronze)
         key_check = logged.get("key_check")
+        columns = logged.get("columns") or {}
         privacy = Privacy.model_construct(
             key_env=key_env,
-            columns={c: Protection(**p) for c, p in (logged.get("columns") or {}).items()},
+            columns={c: Protection(**entry["protection"]) for c, entry in columns.items()},
         )
+        # the type a value had when it was protected decides its text
+        types = {**types, **{c: e["type"] for c, e in columns.items() if e.get("type")}}
     recorded = records.describe(privacy, types, online.signature.names(), key_check, clean)
     reasons: list[str] = []
     for name, spec in recorded["columns"].items():

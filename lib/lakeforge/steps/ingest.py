@@ -97,7 +97,8 @@ def run(
     dataset = cfg.dataset
     tables = tables_for(cfg.settings, dataset.name)
     now = datetime.now(UTC).replace(tzinfo=None)
-    protector = Protector.load(dataset.privacy, dataset.name)  # before any write
+    types = {c.name: c.type for c in dataset.source.columns}
+    protector = Protector.load(dataset.privacy, dataset.name, types)  # before any write
     if protector.key is not None:
         scrub_jvm_log(spark)  # the key is known only now: Spark's log hides it too
     if dataset.source.jdbc is not None:
@@ -107,10 +108,13 @@ def run(
     assert dataset.source.path is not None  # checked by the config model
     location = files.resolve_source_path(input_path or dataset.source.path)
 
+    log_rows = _read_log(spark, tables)
+    # rows protected otherwise than bronze's earlier ones are refused first,
+    # before a zip is extracted (a clear copy) or anything is logged
+    protector.check_same_as(batches.recorded_protection(log_rows), dataset.name)
     with timed(log, "ingest: list") as stats:
         found = files.identify(files.list_files(spark, location), tables.staging)
         stats.update(input=location, files=len(found))
-    log_rows = _read_log(spark, tables)
     batch = batches.plan_batch(log_rows, found, batch_id, now)
     if batch is None:
         log.info("ingest: nothing new (%d file(s) already ingested)", len(found))
@@ -118,8 +122,6 @@ def run(
         return IngestResult(None, 0, len(found), 0, 0, 0, delta.version(spark, tables.bronze))
     if batch.resumed:
         log.warning("ingest: resuming unfinished batch %s (#%d)", batch.batch_id, batch.seq)
-    # rows protected otherwise than bronze's earlier ones are refused first
-    protector.check_same_as(batches.recorded_protection(log_rows), dataset.name)
     headers = _precheck(spark, cfg, batch)
     if not batch.resumed:
         _append_log(

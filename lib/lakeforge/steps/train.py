@@ -453,10 +453,12 @@ def _with_privacy(
         logged = batches.recorded_protection(
             [r.asDict() for r in delta.read(spark, log_path).collect()]
         )
-    bronze = logged[-1] if logged else None
-    if bronze is not None and ds.privacy is not None:
+    known = [f for f in logged if f is not None]
+    bronze = known[-1] if known else None  # as ingest holds batches to it
+    if bronze is not None:
         configured = {c: p.model_dump(exclude_none=True) for c, p in ds.privacy.columns.items()}
-        if json.loads(bronze).get("columns") != configured:
+        columns = json.loads(bronze).get("columns") or {}
+        if {c: e["protection"] for c, e in columns.items()} != configured:
             log.warning(
                 "train: the privacy block differs from the one bronze was protected with; "
                 "the online model protects requests as bronze was protected"
@@ -589,14 +591,14 @@ def _champion_breaches(
     expected: Mapping[tuple[str, str], int],
 ) -> list[str]:
     """The fairness limits registered `version` breaches on the test `rows`
-    (measured as the challenger's were); none when it cannot score them."""
+    (measured as the challenger's were); CannotScore when it cannot be
+    measured on them (the gate then keeps it, and says so)."""
     assert spec.fairness is not None
     try:
         scored = mlflow.spark.load_model(f"models:/{name}/{version}").transform(rows)
         audit = fairness.measure(scored, spec.fairness, spec.task, spec.label, expected)
-    except AnalysisException as exc:  # it reads columns today's rows lack
-        log.warning("train: champion v%s not audited: %s", version, str(exc).splitlines()[0])
-        return []
+    except AnalysisException as exc:  # it reads, or today's groups need, columns it lacks
+        raise registry.CannotScore(str(exc).splitlines()[0]) from exc
     return [str(b) for b in fairness.breaches(audit, spec.fairness)]
 
 

@@ -108,8 +108,20 @@ def gate(
             f"(margin {margin}): {'beats' if wins else 'does not beat'} it"
         )
         if not wins and not math.isnan(theirs) and audit_champion is not None:
-            breaches = list(audit_champion(current))
-            if breaches:
+            try:
+                breaches = list(audit_champion(current))
+            except CannotScore as exc:  # it cannot be measured on today's groups
+                breaches = []
+                reason += (
+                    f"; champion v{current} could not be audited against today's fairness "
+                    f"limits ({str(exc).splitlines()[0][:300]}): kept"
+                )
+            if breaches and math.isnan(value):
+                reason += (
+                    f"; champion v{current} breaches the fairness limits, but v{version}'s "
+                    f"{metric} is undefined: kept"
+                )
+            elif breaches:
                 wins = True
                 reason += (
                     f"; but champion v{current} breaches today's fairness limits on the same "
