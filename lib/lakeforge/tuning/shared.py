@@ -16,9 +16,15 @@ The objective is Spark's own (binomial log loss averaged over the rows, plus
 `standardization`, intercept not penalised; L1 through a split into positive
 and negative parts instead of OWL-QN), so the optimum is the one Spark's fit
 reaches; the train job refits the chosen candidate with Spark's
-`LogisticRegression`. Held-out rows are scored in one more job per round and
-the metrics computed on the driver from the collected scores, with Spark's
-definitions (exact ROC and PR areas, as `numBins=0`).
+`LogisticRegression`. Held-out rows are scored in one more job per round, with
+Spark's definitions (exact ROC and PR areas, as `numBins=0`) while the scores
+fit a fixed budget on the driver (`EXACT_SCORES`); past it, from a fixed-size
+histogram of each candidate's margins per label (a second job), which bounds
+the areas' error and says so in the log.
+
+Nothing a pass brings to the driver grows with the rows: every partition sums
+its own blocks' answers (one loss, gradient and residual sum per fold, the
+moments per fold, the histograms) before they leave the executor.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ _SOLVED = frozenset(
 )
 # wider feature vectors go the Spark way (blocks are built densely first)
 MAX_FEATURES = 4096
+# held-out labels + margins brought to the driver for exact areas: 4M values
+# (32 MB); past it, BINS-bin histograms per candidate, whatever the rows
+EXACT_SCORES = 4_000_000
+BINS = 1 << 15
 _FIT, _HELD = 0, 1
 # Spark's LogisticRegression defaults
 _DEFAULTS = {
@@ -140,9 +150,17 @@ class Folds:
         )
         self.folds = len(prepared)
         self._stats: dict[float, dict[int, _Space]] = {}
+        self._held: dict[int, int] | None = None
 
     def release(self) -> None:
         self.blocks.unpersist()
+
+    def held_rows(self) -> dict[int, int]:
+        """Each fold's held-out rows (counted in the first moments pass)."""
+        if self._held is None:
+            self.stats(1.0)
+        assert self._held is not None
+        return self._held
 
     def rows(self) -> list[int]:
         """Each fold's training rows (the first call builds the blocks)."""
@@ -158,25 +176,77 @@ class Folds:
         return self._stats[fraction]
 
     def _moments(self, fraction: float) -> dict[int, _Space]:
-        parts = self.blocks.map(partial(_block_moments, fraction=fraction)).filter(bool).collect()
+        held: dict[int, int] = {}
+        merged: dict[int, _Moments] = {}
+        for fold, role, moments in self.blocks.mapPartitions(
+            partial(_partition_moments, fraction=fraction)
+        ).collect():
+            if role == _HELD:
+                held[fold] = held.get(fold, 0) + int(moments.n)
+            else:
+                merged[fold] = merged[fold].merge(moments) if fold in merged else moments
+        if self._held is None:
+            self._held = {fold: held.get(fold, 0) for fold in range(self.folds)}
         out: dict[int, _Space] = {}
         for fold in range(self.folds):
-            n, positives, mean, m2 = 0.0, 0.0, np.zeros(0), np.zeros(0)
-            for f, bn, bpos, bmean, bm2 in parts:
-                if f != fold or bn == 0:
-                    continue
-                positives += bpos
-                if n == 0:
-                    n, mean, m2 = bn, bmean, bm2
-                    continue
-                total = n + bn  # Chan et al.'s pairwise update
-                delta = bmean - mean
-                mean = mean + delta * (bn / total)
-                m2 = m2 + bm2 + delta**2 * (n * bn / total)
-                n = total
-            std = np.sqrt(m2 / (n - 1)) if n > 1 else np.zeros_like(mean)
-            out[fold] = _Space(n, mean, std, positives / n if n else 0.5)
+            m = merged.get(fold, _Moments.empty())
+            n = m.n
+            std = np.sqrt(m.m2 / (n - 1)) if n > 1 else np.zeros_like(m.mean)
+            out[fold] = _Space(n, m.mean, std, m.positives / n if n else 0.5)
         return out
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """Rows, positive labels, feature means and summed squared deviations."""
+
+    n: float
+    positives: float
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @staticmethod
+    def empty() -> _Moments:
+        return _Moments(0.0, 0.0, np.zeros(0), np.zeros(0))
+
+    def merge(self, other: _Moments) -> _Moments:
+        """Chan et al.'s pairwise update: exact whatever the order of merging."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        total = self.n + other.n
+        delta = other.mean - self.mean
+        return _Moments(
+            total,
+            self.positives + other.positives,
+            self.mean + delta * (other.n / total),
+            self.m2 + other.m2 + delta**2 * (self.n * other.n / total),
+        )
+
+
+def _partition_moments(
+    blocks: Iterable[Any], *, fraction: float
+) -> Iterator[tuple[int, int, _Moments]]:
+    """Per fold of a partition: the merged moments of its training rows drawn
+    below `fraction`, and its held-out row count (as `n`)."""
+    fit: dict[int, _Moments] = {}
+    held: dict[int, int] = {}
+    for block in blocks:
+        fold, role, y, _, _ = block
+        if role == _HELD:
+            held[fold] = held.get(fold, 0) + len(y)
+            continue
+        found = _block_moments(block, fraction=fraction)
+        if not found:
+            continue
+        _, n, positives, mean, m2 = found
+        moments = _Moments(n, positives, mean, m2)
+        fit[fold] = fit[fold].merge(moments) if fold in fit else moments
+    for fold, moments in fit.items():
+        yield fold, _FIT, moments
+    for fold, rows in held.items():
+        yield fold, _HELD, _Moments(float(rows), 0.0, np.zeros(0), np.zeros(0))
 
 
 def _arrow_blocks(batches: Iterable[pa.RecordBatch], *, seed: int) -> Iterator[pa.RecordBatch]:
@@ -262,6 +332,25 @@ def _block_gradients(
     loss = (np.logaddexp(0.0, margin) - y[:, None] * margin).sum(axis=0)
     residual = expit(margin) - y[:, None]
     return fold, loss, np.asarray(x.T @ residual), residual.sum(axis=0)
+
+
+def _partition_gradients(
+    blocks: Iterable[Any], *, points: dict[int, tuple[np.ndarray, np.ndarray]], fraction: float
+) -> Iterator[tuple[Any, ...]]:
+    """The partition's gradient sums, one per fold: what leaves the executor
+    is as big as the coefficients, whatever the rows."""
+    sums: dict[int, list[np.ndarray]] = {}
+    for block in blocks:
+        found = _block_gradients(block, points=points, fraction=fraction)
+        if not found:
+            continue
+        fold, *parts = found
+        if fold in sums:
+            sums[fold] = [total + part for total, part in zip(sums[fold], parts, strict=True)]
+        else:
+            sums[fold] = list(parts)
+    for fold, (loss, xr, r) in sums.items():
+        yield fold, loss, xr, r
 
 
 def _block_scores(
@@ -427,11 +516,9 @@ def fit_all(
             for fold, ps in order.items()
         }
         sums: dict[int, list[np.ndarray]] = {}
-        for fold, loss, xr, r in (
-            data.blocks.map(partial(_block_gradients, points=points, fraction=fraction))
-            .filter(bool)
-            .collect()
-        ):
+        for fold, loss, xr, r in data.blocks.mapPartitions(
+            partial(_partition_gradients, points=points, fraction=fraction)
+        ).collect():
             if fold in sums:
                 for i, part in enumerate((loss, xr, r)):
                     sums[fold][i] = sums[fold][i] + part
@@ -497,9 +584,24 @@ def fit_all(
     return [by_problem[p] for p in problems]
 
 
-def score_all(data: Folds, fitted: Sequence[Fitted], metric_name: str) -> dict[Problem, float]:
+def score_all(
+    data: Folds,
+    fitted: Sequence[Fitted],
+    metric_name: str,
+    *,
+    exact_limit: int = EXACT_SCORES,
+    bins: int = BINS,
+) -> dict[Problem, float]:
     """Every fitted problem's metric on its fold's held-out rows (all of them,
-    whatever fraction it was fitted on), from one job."""
+    whatever fraction it was fitted on).
+
+    Log loss is a sum, taken in the executors. The areas are exact (one job
+    bringing labels and margins to the driver) while the held-out rows times
+    the candidates plus one stay within `exact_limit`; past it they come from
+    `bins` equal bins between each candidate's lowest and highest margin (one
+    job for the bounds, one for the per-label counts), so the driver holds
+    `bins` counts per candidate at any size, and the log says how far from
+    exact the areas can be."""
     order: dict[int, list[Fitted]] = {}
     for f in fitted:
         order.setdefault(f.problem.fold, []).append(f)
@@ -507,6 +609,11 @@ def score_all(data: Folds, fitted: Sequence[Fitted], metric_name: str) -> dict[P
         fold: (np.stack([f.coefficients for f in fs], axis=1), np.array([f.intercept for f in fs]))
         for fold, fs in order.items()
     }
+    if metric_name == "log_loss":
+        return _summed_log_loss(data, order, points)
+    held = data.held_rows()
+    if sum(held.get(fold, 0) * (len(fs) + 1) for fold, fs in order.items()) > exact_limit:
+        return _binned(data, order, points, metric_name, bins)
     labels: dict[int, list[np.ndarray]] = {}
     margins: dict[int, list[np.ndarray]] = {}
     for fold, y, m in data.blocks.map(partial(_block_scores, points=points)).filter(bool).collect():
@@ -514,11 +621,158 @@ def score_all(data: Folds, fitted: Sequence[Fitted], metric_name: str) -> dict[P
         margins.setdefault(fold, []).append(m)
     out: dict[Problem, float] = {}
     for fold, fs in order.items():
-        y = np.concatenate(labels[fold])
-        m = np.concatenate(margins[fold])
+        y = np.concatenate(labels[fold]) if fold in labels else np.zeros(0)
+        m = np.concatenate(margins[fold]) if fold in margins else np.zeros((0, len(fs)))
         for j, f in enumerate(fs):
             out[f.problem] = binary_metric(metric_name, y, m[:, j])
     return out
+
+
+Points = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def _summed_log_loss(
+    data: Folds, order: dict[int, list[Fitted]], points: Points
+) -> dict[Problem, float]:
+    totals: dict[int, tuple[np.ndarray, int]] = {}
+    for fold, loss, n in data.blocks.mapPartitions(
+        partial(_partition_log_loss, points=points)
+    ).collect():
+        got, rows = totals.get(fold, (0.0, 0))
+        totals[fold] = (got + loss, rows + n)
+    out: dict[Problem, float] = {}
+    for fold, fs in order.items():
+        loss, rows = totals.get(fold, (np.zeros(len(fs)), 0))
+        for j, f in enumerate(fs):
+            out[f.problem] = float(loss[j] / rows) if rows else math.nan
+    return out
+
+
+def _partition_log_loss(blocks: Iterable[Any], *, points: Points) -> Iterator[tuple[Any, ...]]:
+    sums: dict[int, tuple[np.ndarray, int]] = {}
+    for block in blocks:
+        found = _block_scores(block, points=points)
+        if not found:
+            continue
+        fold, y, m = found
+        p = np.where(y[:, None] > 0.5, expit(m), expit(-m))
+        loss = -np.log(np.clip(p, 1e-15, None)).sum(axis=0)
+        got, rows = sums.get(fold, (0.0, 0))
+        sums[fold] = (got + loss, rows + len(y))
+    for fold, (loss, rows) in sums.items():
+        yield fold, loss, rows
+
+
+def _binned(
+    data: Folds, order: dict[int, list[Fitted]], points: Points, metric_name: str, bins: int
+) -> dict[Problem, float]:
+    """The areas from per-label histograms of each candidate's margins."""
+    lows: dict[int, np.ndarray] = {}
+    highs: dict[int, np.ndarray] = {}
+    for fold, lo, hi in data.blocks.mapPartitions(
+        partial(_partition_bounds, points=points)
+    ).collect():
+        lows[fold] = np.minimum(lows[fold], lo) if fold in lows else lo
+        highs[fold] = np.maximum(highs[fold], hi) if fold in highs else hi
+    bounds = {fold: (lows[fold], highs[fold]) for fold in lows}
+    counts: dict[int, np.ndarray] = {}
+    for fold, hist in data.blocks.mapPartitions(
+        partial(_partition_histograms, points=points, bounds=bounds, bins=bins)
+    ).collect():
+        counts[fold] = counts[fold] + hist if fold in counts else hist
+    out: dict[Problem, float] = {}
+    worst = 0.0
+    for fold, fs in order.items():
+        hist = counts.get(fold, np.zeros((len(fs), 2, bins), dtype=np.int64))
+        for j, f in enumerate(fs):
+            value, error = binned_metric(metric_name, hist[j, 1], hist[j, 0])
+            out[f.problem] = value
+            worst = max(worst, error) if not math.isnan(error) else worst
+    log.info(
+        "search: %s from %d-bin margin histograms (%d held-out rows): ROC AUC within %.1e of exact",
+        metric_name,
+        bins,
+        sum(data.held_rows().values()),
+        worst,
+    )
+    return out
+
+
+def _partition_bounds(blocks: Iterable[Any], *, points: Points) -> Iterator[tuple[Any, ...]]:
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for block in blocks:
+        scored = _block_scores(block, points=points)
+        if not scored or len(scored[1]) == 0:
+            continue
+        fold, _, m = scored
+        lo, hi = m.min(axis=0), m.max(axis=0)
+        if fold in found:
+            lo, hi = np.minimum(found[fold][0], lo), np.maximum(found[fold][1], hi)
+        found[fold] = (lo, hi)
+    for fold, (lo, hi) in found.items():
+        yield fold, lo, hi
+
+
+def _partition_histograms(
+    blocks: Iterable[Any],
+    *,
+    points: Points,
+    bounds: dict[int, tuple[np.ndarray, np.ndarray]],
+    bins: int,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Per fold: counts[candidate, label, bin], bins equal between the
+    candidate's lowest and highest margin over the whole fold."""
+    found: dict[int, np.ndarray] = {}
+    for block in blocks:
+        scored = _block_scores(block, points=points)
+        if not scored:
+            continue
+        fold, y, m = scored
+        lo, hi = bounds[fold]
+        place = margin_bins(m, lo, hi, bins)
+        k = m.shape[1]
+        positive = (y > 0.5).astype(np.int64)
+        # one bincount for every (candidate, label, bin) of the block
+        flat = (np.arange(k)[None, :] * 2 + positive[:, None]) * bins + place
+        hist = np.bincount(flat.ravel(), minlength=k * 2 * bins).reshape(k, 2, bins)
+        found[fold] = found[fold] + hist if fold in found else hist
+    yield from found.items()
+
+
+def margin_bins(m: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
+    """Each margin's bin: equal bins from `lo` to `hi` (per column), the
+    highest margin in the last bin."""
+    width = np.where(hi > lo, hi - lo, 1.0)
+    place = np.floor((m - lo) / width * bins).astype(np.int64)
+    return np.clip(place, 0, bins - 1)
+
+
+def binned_metric(name: str, positives: np.ndarray, negatives: np.ndarray) -> tuple[float, float]:
+    """ROC or PR area from per-bin label counts (bins ascending by score), and
+    the most the ROC area can differ from the exact one: the rows sharing a
+    bin count as ties (half), as if their scores were equal.
+
+    Each non-empty bin is one point of the curve, as one distinct score is in
+    Spark's exact curve, so scores that are few and far apart (each in a bin
+    of its own) give exactly Spark's areas."""
+    pos_total, neg_total = float(positives.sum()), float(negatives.sum())
+    if pos_total == 0 or neg_total == 0:
+        return math.nan, math.nan
+    ties = float(np.dot(positives.astype(np.float64), negatives)) / (pos_total * neg_total) / 2
+    if name == "roc_auc":
+        below = np.cumsum(negatives) - negatives
+        area = float(np.dot(positives, below + negatives / 2)) / (pos_total * neg_total)
+        return area, ties
+    if name == "pr_auc":
+        used = (positives + negatives) > 0
+        tp = np.cumsum(positives[used][::-1]).astype(np.float64)
+        fp = np.cumsum(negatives[used][::-1]).astype(np.float64)
+        recall = np.r_[0.0, tp / pos_total]
+        precision = tp / (tp + fp)
+        precision = np.r_[precision[0], precision]
+        area = float(np.sum((recall[1:] - recall[:-1]) * (precision[1:] + precision[:-1]) / 2))
+        return area, ties
+    raise ValueError(f"metric {name} is not computed by the shared-pass solver")
 
 
 def binary_metric(name: str, y: np.ndarray, margin: np.ndarray) -> float:
