@@ -80,7 +80,9 @@ def test_a_row_lost_before_dedupe_fails_the_reconciliation(
     ingest.run(spark, cfg, batch_id="d1")
     real = clean.deduplicate
     monkeypatch.setattr(
-        clean, "deduplicate", lambda df, keys, order: real(df, keys, order).where("id <> 2")
+        clean,
+        "deduplicate",
+        lambda df, keys, order, *more: real(df, keys, order, *more).where("id <> 2"),
     )
     with pytest.raises(ReconciliationError, match="add up to 6, not 7"):
         clean.run(spark, cfg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from lakeforge.clean.transform import deduplicate, normalise
+from lakeforge.clean.transform import REPEATS, deduplicate, normalise, repeated_keys
 from lakeforge.config.cleaning import CleanSteps, ParseSpec, Rule
 from lakeforge.quality.rules import FAILED, WARNED, summarise, tag
 
@@ -106,3 +106,29 @@ def test_dedupe_matches_null_keys_as_merge_does(spark: SparkSession) -> None:
         (0, 2, "other"),
         (3, 1, "x"),
     ]
+
+
+def test_repeated_keys_found_once_serve_the_count_and_the_dedupe(spark: SparkSession) -> None:
+    """Clean finds the repeated keys in one aggregation and uses it twice: the
+    rows dedupe must remove (null keys one key, as MERGE matches) and the
+    dedupe itself, which keeps the same rows as when it finds them alone."""
+    df = spark.createDataFrame(
+        [
+            (None, 1, "a", 1),
+            (None, 1, "b", 2),
+            (None, 1, "c", 3),
+            (2, 2, "d", 1),
+            (2, 2, "e", 1),
+            (3, None, "f", 1),
+        ],
+        "a int, b int, v string, _ingested_at int",
+    )
+    repeated = repeated_keys(df, ["a", "b"])
+    extra = sum(r[REPEATS] - 1 for r in repeated.collect())
+    pandas_rows = df.toPandas()
+    expected = len(pandas_rows) - len(pandas_rows.drop_duplicates(["a", "b"]))
+    assert extra == expected == 3
+    shared = deduplicate(df, ["a", "b"], ["_ingested_at DESC"], repeated).collect()
+    alone = deduplicate(df, ["a", "b"], ["_ingested_at DESC"]).collect()
+    assert sorted(map(tuple, shared), key=str) == sorted(map(tuple, alone), key=str)
+    assert len(shared) == len(df.collect()) - extra

@@ -98,17 +98,35 @@ def ordering(text: str) -> Column:
     return col.asc_nulls_last() if nulls == "last" else col.asc_nulls_first()
 
 
-def deduplicate(df: DataFrame, keys: Sequence[str], order_by: Sequence[str]) -> DataFrame:
+REPEATS = "__rows"
+
+
+def repeated_keys(df: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """The keys more than one row of `df` holds (grouped null-safe, as MERGE
+    matches), with their row count in `REPEATS`."""
+    return df.groupBy(*keys).agg(F.count(F.lit(1)).alias(REPEATS)).where(F.col(REPEATS) > 1)
+
+
+def deduplicate(
+    df: DataFrame,
+    keys: Sequence[str],
+    order_by: Sequence[str],
+    repeated: DataFrame | None = None,
+) -> DataFrame:
     """One row per key: the first by `order_by` (SQL ordering expressions).
 
     Ties are broken by a hash of the row's values, so the same input always
     keeps the same row. Without keys the rows are returned as they are.
+    `repeated` is `repeated_keys(df, keys)` when the caller has it already
+    (clean counts the duplicates from it: one aggregation over the batch, not
+    two).
     """
     if not keys:
         return df
     # Most batches hold few duplicates: find the duplicated keys with a cheap
     # aggregation and rank only their rows, instead of sorting every row.
-    repeated = df.groupBy(*keys).count().where("count > 1").drop("count")
+    if repeated is None:
+        repeated = repeated_keys(df, keys)
     if repeated.isEmpty():
         return df
     # null-safe, as MERGE matches keys: rows whose keys are both null in the

@@ -27,7 +27,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakeforge import sqlguard
-from lakeforge.clean.transform import deduplicate, normalise, with_row_ids
+from lakeforge.clean.transform import (
+    REPEATS,
+    deduplicate,
+    normalise,
+    repeated_keys,
+    with_row_ids,
+)
 from lakeforge.config import JobConfig
 from lakeforge.config.cleaning import Rule
 from lakeforge.config.models import ROW_ID
@@ -163,12 +169,19 @@ def _clean(run_: _Run, tagged: DataFrame) -> CleanResult:
         summary = row_rules.summarise(tagged, run_.rules, list(ds.clean.parse), checks)
         failed = tagged.where(F.size(row_rules.FAILED) > 0)
         good = tagged.where(F.size(row_rules.FAILED) == 0).drop(row_rules.FAILED, row_rules.WARNED)
-        duplicates = _duplicates(good, ds.keys)
+        # one aggregation over the batch finds the repeated keys, for the
+        # count of duplicates and for dedupe alike
+        repeated = (
+            repeated_keys(good, ds.keys).persist(StorageLevel.MEMORY_AND_DISK) if ds.keys else None
+        )
+        duplicates = 0 if repeated is None else _extra_rows(repeated)
         # persisted: Great Expectations and the MERGE both read it
-        deduped = deduplicate(good, ds.keys, ds.clean.dedupe.order_by).persist(
+        deduped = deduplicate(good, ds.keys, ds.clean.dedupe.order_by, repeated).persist(
             StorageLevel.MEMORY_AND_DISK
         )
         n_deduped = deduped.count()
+        if repeated is not None:
+            repeated.unpersist()
         stats.update(
             rows=summary.rows, quarantine=summary.failed, duplicates=duplicates, kept=n_deduped
         )
@@ -466,13 +479,12 @@ def _duplicates(good: DataFrame, keys: list[str]) -> int:
     out, so a row lost on the way cannot pass for a duplicate."""
     if not keys:
         return 0
-    found = (
-        good.groupBy(*keys)
-        .count()
-        .where(F.col("count") > 1)
-        .agg(F.sum(F.col("count") - 1).alias("extra"))
-        .first()
-    )
+    return _extra_rows(repeated_keys(good, keys))
+
+
+def _extra_rows(repeated: DataFrame) -> int:
+    """All but one row of each repeated key (`repeated_keys`' output)."""
+    found = repeated.agg(F.sum(F.col(REPEATS) - 1).alias("extra")).first()
     return int(found["extra"] or 0) if found is not None else 0
 
 
