@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 _EPSILON = 1e-4  # share given to an empty bin, so PSI stays finite
@@ -107,15 +108,14 @@ def profile_numeric(
         return []
     probabilities = [i / bins for i in range(1, bins)]
     fine = [i / _KS_STEPS for i in range(1, _KS_STEPS)]
-    long = _long(reference, columns, "double")
-    cuts = _quantiles(long, probabilities + fine)
+    cuts = _quantiles(_long(reference, columns, "double"), probabilities + fine)
     plans = []
     for i in range(len(columns)):
         found = cuts.get(i, [])
         edges = sorted(set(found[: len(probabilities)]))
         grid = sorted(set(found[len(probabilities) :]))
         plans.append((i, edges, grid))
-    counted = _numeric_counts(long, plans)
+    counted = _numeric_counts(reference, columns, plans)
     profiles = []
     for i, edges, grid in plans:
         in_bins, below = _histogram(counted.get(i, []), len(edges), len(grid))
@@ -125,20 +125,49 @@ def profile_numeric(
 
 def compare_numeric(profiles: Sequence[NumericProfile], current: DataFrame) -> list[Drift]:
     """PSI and KS of each profiled column of `current` against its profile."""
-    if not profiles:
+    return compare([(current, profiles, [])])
+
+
+def compare(
+    batches: Sequence[tuple[DataFrame, Sequence[NumericProfile], Sequence[CategoricalProfile]]],
+) -> list[Drift]:
+    """The drift of each profiled column of each frame (its numeric, then
+    its categorical profiles, frame by frame): PSI and KS of numeric columns
+    (`compare_numeric`), PSI of categorical ones (`compare_categorical`),
+    all counted in one grouped aggregation over every frame and column."""
+    slots: list[NumericProfile | CategoricalProfile] = []
+    placed = []
+    for frame, numeric_profiles, categorical_profiles in batches:
+        pairs = []
+        for n in numeric_profiles:
+            pairs.append(_numeric_slot(len(slots), n.column, n.edges, n.grid))
+            slots.append(n)
+        for c in categorical_profiles:
+            pairs.append(_categorical_slot(len(slots), c.column, c.categories))
+            slots.append(c)
+        if pairs:
+            placed.append(frame.select(F.explode(F.array(*pairs)).alias("p")).select("p.*"))
+    if not placed:
         return []
-    long = _long(current, [p.column for p in profiles], "double")
-    plans = [(i, p.edges, p.grid) for i, p in enumerate(profiles)]
-    counted = _numeric_counts(long, plans)
+    rows = reduce(DataFrame.unionAll, placed).groupBy("i", "b", "g").count().collect()
+    counted: dict[int, list[tuple[int | None, int | None, float]]] = {}
+    for r in rows:
+        counted.setdefault(int(r["i"]), []).append((r["b"], r["g"], float(r["count"])))
     found = []
-    for i, p in enumerate(profiles):
-        cur_bins, cur_below = _histogram(counted.get(i, []), len(p.edges), len(p.grid))
-        ref_n, cur_n = sum(p.bins[1:]) or 1.0, sum(cur_bins[1:]) or 1.0
-        ks = max(
-            (abs(r / ref_n - c / cur_n) for r, c in zip(p.below, cur_below, strict=True)),
-            default=0.0,
-        )
-        found.append(Drift(p.column, "numeric", psi(p.bins, cur_bins), ks))
+    for i, p in enumerate(slots):
+        if isinstance(p, NumericProfile):
+            cur_bins, cur_below = _histogram(counted.get(i, []), len(p.edges), len(p.grid))
+            ref_n, cur_n = sum(p.bins[1:]) or 1.0, sum(cur_bins[1:]) or 1.0
+            ks = max(
+                (abs(r / ref_n - c / cur_n) for r, c in zip(p.below, cur_below, strict=True)),
+                default=0.0,
+            )
+            found.append(Drift(p.column, "numeric", psi(p.bins, cur_bins), ks))
+            continue
+        at = {b: n for b, _, n in counted.get(i, []) if b is not None}
+        observed = [at.get(k, 0.0) for k in range(len(p.categories))]
+        observed += [at.get(_OTHER_BIN, 0.0), at.get(_MISSING_BIN, 0.0)]
+        found.append(Drift(p.column, "categorical", psi(p.counts, observed), None))
     return found
 
 
@@ -150,24 +179,70 @@ def numeric(
 
 
 def _numeric_counts(
-    long: DataFrame, plans: Sequence[tuple[int, list[float], list[float]]]
+    df: DataFrame, columns: Sequence[str], plans: Sequence[tuple[int, list[float], list[float]]]
 ) -> dict[int, list[tuple[int | None, int | None, float]]]:
     """Per column: rows per (PSI bin, grid position); both are None for a
     missing value. A value's bin is the number of edges below it; its grid
     position is the number of grid points below it, so it is <= grid point g
-    exactly when its position is <= g."""
-    spark = long.sparkSession
-    cuts = spark.createDataFrame(list(plans), "i int, edges array<double>, grid array<double>")
-    value = F.col("v")
-    placed = long.join(F.broadcast(cuts), "i").select(
-        "i",
-        F.when(value.isNotNull(), F.size(F.filter("edges", lambda e: value > e))).alias("b"),
-        F.when(value.isNotNull(), F.size(F.filter("grid", lambda g: value > g))).alias("g"),
+    exactly when its position is <= g. Both are found by a binary search
+    written out as nested comparisons with the column's own points (compiled
+    by Spark; a lambda over the points array is interpreted row by row), then
+    counted in one grouped aggregation over all columns."""
+    placed = [_numeric_slot(i, columns[i], edges, grid) for i, edges, grid in plans]
+    rows = (
+        df.select(F.explode(F.array(*placed)).alias("p"))
+        .select("p.i", "p.b", "p.g")
+        .groupBy("i", "b", "g")
+        .count()
+        .collect()
     )
     out: dict[int, list[tuple[int | None, int | None, float]]] = {}
-    for r in placed.groupBy("i", "b", "g").count().collect():
+    for r in rows:
         out.setdefault(int(r["i"]), []).append((r["b"], r["g"], float(r["count"])))
     return out
+
+
+def _numeric_slot(i: int, column: str, edges: Sequence[float], grid: Sequence[float]) -> Column:
+    """Column `i`'s (`i`, PSI bin `b`, grid position `g`) of a row: both
+    null for a missing value."""
+    value = F.col(column).cast("double")
+    present = value.isNotNull()
+    return F.struct(
+        F.lit(i).alias("i"),
+        F.when(present, _below(value, edges)).alias("b"),
+        F.when(present, _below(value, grid)).alias("g"),
+    )
+
+
+def _categorical_slot(i: int, column: str, categories: Sequence[str]) -> Column:
+    """Column `i`'s (`i`, bin `b`, null) of a row: the bin is the position
+    of its value among `categories`, else other or missing (by position,
+    never by a label a real value could share)."""
+    value = F.col(column).cast("string")
+    position: Column = F.lit(_OTHER_BIN)
+    if categories:
+        lookup = F.create_map(*[F.lit(x) for k, c in enumerate(categories) for x in (c, k)])
+        position = F.coalesce(F.try_element_at(lookup, value), position)
+    return F.struct(
+        F.lit(i).alias("i"),
+        F.when(value.isNull(), F.lit(_MISSING_BIN)).otherwise(position).alias("b"),
+        F.lit(None).cast("int").alias("g"),
+    )
+
+
+def _below(value: Column, points: Sequence[float]) -> Column:
+    """How many of `points` (ascending) are below `value` (`value > point`,
+    Spark's comparison: NaN is above every number), by binary search."""
+
+    def within(low: int, high: int) -> Column:  # the answer is in [low, high]
+        if low == high:
+            return F.lit(low)
+        middle = (low + high) // 2
+        return F.when(value > F.lit(float(points[middle])), within(middle + 1, high)).otherwise(
+            within(low, middle)
+        )
+
+    return within(0, len(points))
 
 
 def _histogram(
@@ -236,29 +311,8 @@ def profile_categorical(
 
 def compare_categorical(profiles: Sequence[CategoricalProfile], current: DataFrame) -> list[Drift]:
     """PSI of each profiled column of `current` over its profile's categories,
-    plus "other" and missing: one grouped aggregation for all columns."""
-    if not profiles:
-        return []
-    spark = current.sparkSession
-    long = _long(current, [p.column for p in profiles], "string")
-    listed = [(i, v, k) for i, p in enumerate(profiles) for k, v in enumerate(p.categories)]
-    frequent = spark.createDataFrame(listed, "i int, v string, k int")
-    # bins by position (a category, then other, then missing), never by a
-    # label a real value could share
-    value = F.col("v")
-    position = F.when(value.isNull(), F.lit(_MISSING_BIN)).otherwise(
-        F.coalesce(F.col("k"), F.lit(_OTHER_BIN))
-    )
-    labelled = long.join(F.broadcast(frequent), ["i", "v"], "left")
-    rows = labelled.groupBy("i", position.alias("k")).count().collect()
-    counted = {(int(r["i"]), int(r["k"])): float(r["count"]) for r in rows}
-    found = []
-    for i, p in enumerate(profiles):
-        n = len(p.categories)
-        observed = [counted.get((i, k), 0.0) for k in range(n)]
-        observed += [counted.get((i, _OTHER_BIN), 0.0), counted.get((i, _MISSING_BIN), 0.0)]
-        found.append(Drift(p.column, "categorical", psi(p.counts, observed), None))
-    return found
+    plus "other" and missing."""
+    return compare([(current, [], profiles)])
 
 
 def categorical(

@@ -11,12 +11,16 @@ reproduce the run (the batch's own silver version is still read).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyspark.ml import PipelineModel, Transformer
 from pyspark.ml.feature import SQLTransformer
 from pyspark.ml.functions import vector_to_array
+from pyspark.ml.pipeline import PipelineSharedReadWrite
+from pyspark.ml.util import DefaultParamsReader
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -95,6 +99,46 @@ def derivation(model: PipelineModel) -> PipelineModel:
             break
         leading.append(stage)
     return PipelineModel(stages=leading)
+
+
+# the derivation stages by the class their saved metadata names
+_DERIVING: dict[str, type[SQLTransformer] | type[DateParts]] = {
+    "org.apache.spark.ml.feature.SQLTransformer": SQLTransformer,
+    f"{DateParts.__module__}.{DateParts.__name__}": DateParts,
+}
+
+
+def saved_derivation(path: str) -> PipelineModel:
+    """`derivation` of the PipelineModel saved at `path` (a local folder),
+    built from the saved stages' metadata alone: derivation stages hold
+    nothing but params, so the rest of the model (its fitted indexers,
+    encoders and estimator, some twenty Spark jobs to load) is not read.
+    Raises OSError or ValueError when `path` holds no saved PipelineModel."""
+    root = Path(path)
+    uids = list(_metadata(root)["paramMap"]["stageUids"])
+    leading: list[Transformer] = []
+    for index, uid in enumerate(uids):
+        stage_path = PipelineSharedReadWrite.getStagePath(
+            uid, index, len(uids), str(root / "stages")
+        )
+        saved = _metadata(Path(stage_path))
+        kind = _DERIVING.get(saved["class"])
+        if kind is None:
+            break
+        stage = kind()
+        DefaultParamsReader.getAndSetParams(stage, saved)
+        leading.append(stage)
+    return PipelineModel(stages=leading)
+
+
+def _metadata(folder: Path) -> dict[str, Any]:
+    """The metadata Spark ML saved for a stage or pipeline (one JSON line)."""
+    for part in sorted((folder / "metadata").glob("part-*")):
+        text = part.read_text().strip()
+        if text:
+            found: dict[str, Any] = json.loads(text.splitlines()[0])
+            return found
+    raise ValueError(f"no saved Spark ML metadata in {folder}")
 
 
 def model_output(df: DataFrame, spec: TrainConfig) -> Column:

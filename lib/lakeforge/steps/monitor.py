@@ -19,12 +19,16 @@ import hashlib
 import json
 import logging
 import operator
+import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from pyspark.ml import PipelineModel
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -34,7 +38,7 @@ from lakeforge import fairness, sqlguard
 from lakeforge.config import JobConfig
 from lakeforge.config.training import TrainConfig
 from lakeforge.errors import ConfigError, DriftDetected, InputNotFound
-from lakeforge.evaluation.metrics import evaluate
+from lakeforge.evaluation.metrics import binary_in_one_pass, evaluate
 from lakeforge.fairness import records
 from lakeforge.logs import timed
 from lakeforge.monitoring import drift, profile
@@ -47,6 +51,7 @@ from lakeforge.tracking.models import ServingModel, serving_model
 log = logging.getLogger(__name__)
 
 PREDICTION = profile.PREDICTION
+_OUTPUT = "__output"  # the model output next to gold's own prediction column
 SETTINGS = "settings"  # the row recording which settings a measurement used
 SCHEMA = T.StructType(
     [
@@ -109,13 +114,13 @@ def run(
     gold = delta.read(spark, table, as_of=table_version)
     batch = batch_id or _latest_batch(gold)
     scored = gold.where(F.col("_batch_id") == batch)
-    first = (
-        scored.orderBy(F.desc("_scored_at"))
-        .select("_model_name", "_model_version", "_source_version")
-        .first()
-    )
-    if first is None:
+    # the batch's latest scored row says which model and silver version
+    latest = scored.agg(
+        F.max_by(F.struct("_model_name", "_model_version", "_source_version"), "_scored_at")
+    ).first()
+    if latest is None or latest[0] is None:
         raise InputNotFound(f"batch {batch!r} is not in {table}")
+    first = latest[0]
     name, version = first[0], first[1]
     if online:
         # a day the alias moved holds two versions: the latest one is measured,
@@ -196,28 +201,41 @@ def _measure(
             current = current.where(ds.predict.where)
     numeric, categorical = reference.inputs()
     columns = [p.column for p in numeric] + [p.column for p in categorical]
-    # the inputs as the model's own stages derive them (derived columns, date parts)
-    pipeline = model.load()
-    observed = _narrow(profile.derivation(pipeline).transform(current), [F.col(c) for c in columns])
-    batch_output = _narrow(scored, [profile.model_output(scored, spec).alias(PREDICTION)])
+    # the inputs as the model's own stages derive them (derived columns, date
+    # parts); keys, label and group columns too when performance is measured
+    # from the same cached rows
+    derived = _derivation(model).transform(current)
+    labelled = not online
+    extra = [*ds.identity, spec.label] if labelled else []
+    if labelled and spec.fairness is not None:
+        extra += [g for g in spec.fairness.groups if g in derived.columns]
+    observed = _narrow(derived, [F.col(c) for c in dict.fromkeys([*columns, *extra])])
+    output = profile.model_output(scored, spec).alias(PREDICTION)
+    if labelled:  # what performance reads of the gold rows, cached with the output
+        gold_columns = [*ds.identity, "prediction"]
+        if "probability" in scored.columns:
+            gold_columns.append("probability")
+        gold_rows = _narrow(
+            scored, [*[F.col(c) for c in dict.fromkeys(gold_columns)], output.alias(_OUTPUT)]
+        )
+        batch_output = gold_rows.select(F.col(_OUTPUT).alias(PREDICTION))
+    else:
+        gold_rows = batch_output = _narrow(scored, [output])
     out_numeric, out_categorical = reference.output()
     try:
-        drifts = [
-            *drift.compare_numeric(numeric, observed),
-            *drift.compare_categorical(categorical, observed),
-            *drift.compare_numeric(out_numeric, batch_output),
-            *drift.compare_categorical(out_categorical, batch_output),
-        ]
+        drifts = drift.compare(
+            [(observed, numeric, categorical), (batch_output, out_numeric, out_categorical)]
+        )
+        # online answers carry no label (yet): no performance to measure
+        performance: dict[str, float] = {}
+        audit: fairness.Audit | None = None
+        if labelled:
+            performance, audit = _labelled(
+                spark, gold_rows.drop(_OUTPUT), observed, ds.identity, spec, model
+            )
     finally:
-        for frame in (observed, batch_output):
+        for frame in (observed, gold_rows):
             frame.unpersist()
-    # online answers carry no label (yet): no performance to measure
-    performance: dict[str, float] = {}
-    audit: fairness.Audit | None = None
-    if not online:
-        # group columns may be derived by the model's own stages
-        grouped = profile.derivation(pipeline).transform(current) if spec.fairness else current
-        performance, audit = _labelled(spark, scored, grouped, ds.identity, spec, model)
     drifted = [d.subject for d in drifts if d.psi > monitor.psi_threshold]
     now = datetime.now(UTC).replace(tzinfo=None)
     base = (batch, model.name, model.version, reference.silver_version, source_version)
@@ -274,6 +292,16 @@ def _reference_profile(model: ServingModel) -> profile.ReferenceProfile:
             f"({profile.ARTIFACT} in run {model.run_id}: {str(exc).splitlines()[0][:160]}); "
             "train stores one with every model: retrain to monitor it"
         ) from None
+
+
+def _derivation(model: ServingModel) -> PipelineModel:
+    """The model's derivation stages (`profile.derivation`), read from its
+    saved stages' params: loading the whole model costs some twenty Spark
+    jobs, and only these stages are needed."""
+    with tempfile.TemporaryDirectory(prefix="lakeforge-monitor-") as scratch:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=scratch)
+        data = Model.load(local).flavors["spark"]["model_data"]
+        return profile.saved_derivation(os.path.join(local, data))
 
 
 def _narrow(df: DataFrame, columns: list[Column]) -> DataFrame:
@@ -348,7 +376,7 @@ def _labelled(
         flagged = flagged.withColumn(
             "probability", array_to_vector(F.col("probability"))
         ).withColumn("rawPrediction", F.col("probability"))
-    flagged = flagged.persist()  # one join, then a pass per metric
+    flagged = flagged.persist()  # one join, then the counts and the metrics
     try:
         counts = {bool(r[0]): int(r[1]) for r in flagged.groupBy("__trained").count().collect()}
         measured, left_out = counts.get(False, 0), counts.get(True, 0)
@@ -364,7 +392,10 @@ def _labelled(
         audit = None
         if measured:
             unseen = flagged.where(~F.col("__trained"))
-            found.update(evaluate(unseen, spec.task, spec.label))
+            if spec.task == "binary":  # one aggregation instead of a pass per metric
+                found.update(binary_in_one_pass(unseen, spec.label))
+            else:
+                found.update(evaluate(unseen, spec.task, spec.label))
             if spec.fairness is not None and not missing:
                 audit = fairness.measure(unseen, spec.fairness, spec.task, spec.label)
         return found, audit
@@ -373,8 +404,9 @@ def _labelled(
 
 
 def _latest_batch(gold: DataFrame) -> str:
-    row = gold.orderBy(F.desc("_scored_at")).select("_batch_id").first()
-    if row is None:
+    """The batch of the latest scored row (one aggregation, no sort)."""
+    row = gold.agg(F.max_by("_batch_id", "_scored_at")).first()
+    if row is None or row[0] is None:
         raise InputNotFound("the predictions table is empty: run predict first")
     return str(row[0])
 
