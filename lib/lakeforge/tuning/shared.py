@@ -598,7 +598,8 @@ def score_all(
     Log loss is a sum, taken in the executors. The areas are exact (one job
     bringing labels and margins to the driver) while the held-out rows times
     the candidates plus one stay within `exact_limit`; past it they come from
-    `bins` equal bins between each candidate's lowest and highest margin (one
+    `bins` equal bins between each candidate's lowest and highest margin
+    (on their asinh: see `_spread`) (one
     job for the bounds, one for the per-label counts), so the driver holds
     `bins` counts per candidate at any size, and the log says how far from
     exact the areas can be."""
@@ -672,14 +673,17 @@ def _binned(
     for fold, lo, hi in data.blocks.mapPartitions(
         partial(_partition_bounds, points=points)
     ).collect():
-        lows[fold] = np.minimum(lows[fold], lo) if fold in lows else lo
-        highs[fold] = np.maximum(highs[fold], hi) if fold in highs else hi
-    bounds = {fold: (lows[fold], highs[fold]) for fold in lows}
-    counts: dict[int, np.ndarray] = {}
-    for fold, hist in data.blocks.mapPartitions(
-        partial(_partition_histograms, points=points, bounds=bounds, bins=bins)
-    ).collect():
-        counts[fold] = counts[fold] + hist if fold in counts else hist
+        lows[fold] = np.fmin(lows[fold], lo) if fold in lows else lo
+        highs[fold] = np.fmax(highs[fold], hi) if fold in highs else hi
+    # NaN: a candidate with no finite margin, all its rows in one bin
+    bounds = {fold: (np.nan_to_num(lows[fold]), np.nan_to_num(highs[fold])) for fold in lows}
+    # summed in a tree: the driver receives one histogram per fold, however
+    # many partitions (cores) the blocks are cut in
+    counts: dict[int, np.ndarray] = data.blocks.mapPartitions(
+        lambda blocks: [
+            dict(_partition_histograms(blocks, points=points, bounds=bounds, bins=bins))
+        ]
+    ).treeReduce(_add_histograms)
     out: dict[Problem, float] = {}
     worst = 0.0
     for fold, fs in order.items():
@@ -689,13 +693,28 @@ def _binned(
             out[f.problem] = value
             worst = max(worst, error) if not math.isnan(error) else worst
     log.info(
-        "search: %s from %d-bin margin histograms (%d held-out rows): ROC AUC within %.1e of exact",
+        "search: %s from %d-bin margin histograms (%d held-out rows): the ROC area within "
+        "%.1e of exact%s",
         metric_name,
         bins,
         sum(data.held_rows().values()),
         worst,
+        " (the PR area has no such bound: rows sharing a bin count as one point)"
+        if metric_name == "pr_auc"
+        else "",
     )
+    if worst > 1e-3:
+        log.warning(
+            "search: the binned ROC area may be %.1e from exact (many rows share a bin)", worst
+        )
     return out
+
+
+def _add_histograms(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    return {
+        fold: a[fold] + b[fold] if fold in a and fold in b else a.get(fold, b.get(fold))
+        for fold in {*a, *b}
+    }
 
 
 def _partition_bounds(blocks: Iterable[Any], *, points: Points) -> Iterator[tuple[Any, ...]]:
@@ -705,9 +724,11 @@ def _partition_bounds(blocks: Iterable[Any], *, points: Points) -> Iterator[tupl
         if not scored or len(scored[1]) == 0:
             continue
         fold, _, m = scored
-        lo, hi = m.min(axis=0), m.max(axis=0)
+        # the finite margins set the range; +-inf land in the end bins
+        spread = np.where(np.isfinite(m), _spread(m), np.nan)
+        lo, hi = np.fmin.reduce(spread, axis=0), np.fmax.reduce(spread, axis=0)
         if fold in found:
-            lo, hi = np.minimum(found[fold][0], lo), np.maximum(found[fold][1], hi)
+            lo, hi = np.fmin(found[fold][0], lo), np.fmax(found[fold][1], hi)
         found[fold] = (lo, hi)
     for fold, (lo, hi) in found.items():
         yield fold, lo, hi
@@ -729,7 +750,7 @@ def _partition_histograms(
             continue
         fold, y, m = scored
         lo, hi = bounds[fold]
-        place = margin_bins(m, lo, hi, bins)
+        place = margin_bins(_spread(m), lo, hi, bins)
         k = m.shape[1]
         positive = (y > 0.5).astype(np.int64)
         # one bincount for every (candidate, label, bin) of the block
@@ -737,6 +758,19 @@ def _partition_histograms(
         hist = np.bincount(flat.ravel(), minlength=k * 2 * bins).reshape(k, 2, bins)
         found[fold] = found[fold] + hist if fold in found else hist
     yield from found.items()
+
+
+# asinh of the margins: +-50 is +-2.6e21, past any finite fit's scores
+_REACH = 50.0
+
+
+def _spread(m: np.ndarray) -> np.ndarray:
+    """Margins on the scale they are binned on: asinh keeps their order (so
+    the areas) and keeps the bulk near zero linear while an outlier of 1e5
+    costs it only a factor ~3 of the range, where equal bins over the raw
+    margins would put nearly every row in a few bins. A margin that is NaN
+    (a diverged fit) counts as the lowest, +-inf as the ends."""
+    return np.nan_to_num(np.clip(np.arcsinh(m), -_REACH, _REACH), nan=-_REACH)
 
 
 def margin_bins(m: np.ndarray, lo: np.ndarray, hi: np.ndarray, bins: int) -> np.ndarray:
