@@ -94,3 +94,22 @@ def test_a_champion_without_a_score_gives_its_class_metrics(spark: SparkSession)
     assert math.isnan(found["log_loss"])
     for name in ("accuracy", "precision", "recall", "f1"):
         assert found[name] == pytest.approx(expected[name], abs=1e-12), name
+
+
+def test_a_nan_probability_makes_the_log_loss_nan(spark: SparkSession) -> None:
+    """Spark's clip of NaN is NaN: a broken row must not pass as a perfect one."""
+    found = binary_in_one_pass(_scored(spark, [(1.0, 0.8), (0.0, math.nan), (0.0, 0.1)]), "y")
+    assert math.isnan(found["log_loss"])
+
+
+def test_gold_probability_arrays_give_what_vectors_give(spark: SparkSession) -> None:
+    rows = CASES["tied scores"][:500]
+    vectors = _scored(spark, rows)
+    arrays = spark.createDataFrame(
+        [(y, 1.0 if s > 0.5 else 0.0, [1.0 - s, s]) for y, s in rows],
+        "y double, prediction double, probability array<double>",
+    ).withColumn("rawPrediction", F.col("probability"))
+    expected = binary_in_one_pass(vectors, "y")
+    found = binary_in_one_pass(arrays, "y")
+    for name, value in expected.items():
+        assert found[name] == pytest.approx(value, abs=1e-12), name

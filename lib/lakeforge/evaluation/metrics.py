@@ -96,7 +96,10 @@ def binary_in_one_pass(scored: DataFrame, label: str) -> dict[str, float]:
     if "probability" in columns:
         p = _element(scored, "probability", y.cast("int"))
         loss = (
-            F.when(p < _LOG_LOSS_EPS, -math.log(_LOG_LOSS_EPS))
+            # a NaN probability makes the log loss NaN, as in Spark (Spark SQL
+            # orders NaN above every number, so the clip would hide it)
+            F.when(F.isnan(p), F.lit(math.nan))
+            .when(p < _LOG_LOSS_EPS, -math.log(_LOG_LOSS_EPS))
             .when(p > 1 - _LOG_LOSS_EPS, -math.log1p(-_LOG_LOSS_EPS))
             .otherwise(-F.log(p))
         )
