@@ -711,10 +711,10 @@ def _binned(
 
 
 def _add_histograms(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-    return {
-        fold: a[fold] + b[fold] if fold in a and fold in b else a.get(fold, b.get(fold))
-        for fold in {*a, *b}
-    }
+    out = dict(a)
+    for fold, hist in b.items():
+        out[fold] = out[fold] + hist if fold in out else hist
+    return out
 
 
 def _partition_bounds(blocks: Iterable[Any], *, points: Points) -> Iterator[tuple[Any, ...]]:
