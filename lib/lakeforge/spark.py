@@ -54,16 +54,19 @@ COMMON_DEFAULTS = {
 
 _LOG4J = Path(__file__).with_name("log4j2.properties")
 
-# For the JVMs lakeforge starts (a local driver, which is also the executors,
-# or a cluster's executors): G1 regions of 8 MB. Spark caches a DataFrame
-# persisted from Python in serialized chunks of 1 MB
-# (`spark.storage.unrollMemoryThreshold`); G1 stores any object of half a
-# region or more as "humongous", in regions of its own, and picks 2 MB regions
-# for a 4 GB heap. So each 1 MB chunk took 2 MB: clean's cached batch at 100x
-# flights (2.2 GB of live byte arrays by `jcmd GC.class_histogram`, within
-# Spark's storage budget) filled the whole 4 GB heap and the step died with
-# OutOfMemoryError; with 8 MB regions the chunks are ordinary objects and the
-# same step finished (bench/scale.py, README "Performance").
+# For the JVMs lakeforge's session starts (a local driver, which is also the
+# executors, or a cluster's executors): G1 regions of 8 MB. A DataFrame
+# persisted from Python with StorageLevel.MEMORY_AND_DISK is cached
+# serialized, in chunks of 1 MB (`spark.storage.unrollMemoryThreshold`). G1
+# stores an object of more than half a region as "humongous", in whole regions
+# of its own, and picks 1 MB regions for heaps up to 2 GB and 2 MB up to 4 GB:
+# each chunk then takes 2 MB. Clean's cached batch at 100x flights (2.2 GB of
+# live byte arrays by `jcmd GC.class_histogram`, within Spark's storage
+# budget) filled the whole 4 GB heap and the step died with OutOfMemoryError;
+# with 8 MB regions the chunks are ordinary objects and the same step
+# finished (bench/scale.py, README "Performance"). Given as the *default*
+# Java options, which Spark puts before `extraJavaOptions`: a user's own
+# options add to these (and win where they say otherwise), never drop them.
 JVM_OPTIONS = "-XX:G1HeapRegionSize=8m"
 
 
@@ -86,12 +89,12 @@ def session_conf(settings: Settings, submitted: bool) -> dict[str, str]:
         # an s3a:// lakehouse needs the S3A jars too (`python -m lakeforge.jars fetch --with s3`)
         extras = ("s3",) if lakehouse_root(settings).startswith("s3a://") else ()
         wanted["spark.jars"] = ",".join(str(p) for p in delta_jar_paths(extras=extras))
-        wanted["spark.driver.extraJavaOptions"] = (
+        wanted["spark.driver.defaultJavaOptions"] = (
             f"-Dlog4j.configurationFile=file:{_LOG4J} {JVM_OPTIONS}"
         )
-    # executors start with the session under spark-submit too (unless it set
-    # their options: a platform's own defaults file wins)
-    wanted["spark.executor.extraJavaOptions"] = JVM_OPTIONS
+    # executors start with the session, under spark-submit too (where a
+    # platform's own defaults, given to spark-submit, win)
+    wanted["spark.executor.defaultJavaOptions"] = JVM_OPTIONS
     wanted["spark.sql.warehouse.dir"] = f"{lakehouse_root(settings)}/_warehouse"
     wanted.update(DELTA_CONF)
     wanted.update({k: _text(v) for k, v in settings.spark.conf.items()})
